@@ -1,0 +1,61 @@
+# QEMU net / virtio-net / ivshmem downstream series.
+#
+#   make                 install build deps, fetch + verify the base, apply
+#                        configure-overlay/ and the series, build
+#   make check           run every test; last line "N passed, N failed, N skipped"
+#   make bench           benchmarks (a report; nothing is asserted)
+#   make bisect-check    build after each patch, incrementally
+#   make export          build/qemu's series branch -> patches/ + series
+#   make guest           the offline test guest (kernel + initramfs)
+#
+# Base selection (default: Debian's qemu_$(BASE)+ds.orig.tar.xz):
+#   make BASE=10.0.2
+#   make QEMU_TARBALL=/path/to/qemu-X.Y.Z.tar.xz
+#   make QEMU_SRC=/path/to/qemu.git
+
+BASE ?= 10.2.2
+export BASE QEMU_TARBALL QEMU_SRC CACHE_DIR
+
+BUILD_ROOT := $(CURDIR)/build
+SRC := $(BUILD_ROOT)/qemu
+OBJ := $(SRC)/build
+
+.PHONY: all deps prepare build check check-hygiene check-qtest check-functional \
+        check-system bench bisect-check export guest clean distclean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+prepare: deps
+	@scripts/prepare-tree.sh
+
+build: prepare
+	@scripts/build.sh
+
+guest: deps
+	@tests/guest/build.sh >/dev/null
+
+# The guest image is built here rather than by `make` so that a plain
+# build needs no kernel download.
+check: build guest
+	@tests/run-checks.py
+
+check-hygiene check-qtest check-functional check-system: build guest
+	@tests/run-checks.py $(patsubst check-%,%,$@)
+
+bench: build guest
+	@tests/bench/run-bench.sh
+
+bisect-check: prepare
+	@scripts/bisect-check.sh
+
+export:
+	@scripts/export-series.sh
+
+clean:
+	rm -rf $(OBJ) $(BUILD_ROOT)/test-logs
+
+distclean:
+	rm -rf $(BUILD_ROOT)

@@ -1,0 +1,33 @@
+# Trimmed x86_64-softmmu device set for the net/virtio-net/ivshmem series.
+# Installed as configs/devices/x86_64-softmmu/series-test.mak and selected
+# with --without-default-devices --with-devices-x86_64=series-test.
+# Everything the series' tests use, and little else.
+
+# Machines: pc (i440fx) and q35.
+CONFIG_I440FX=y
+CONFIG_Q35=y
+CONFIG_ISAPC=n
+CONFIG_MICROVM=n
+
+# Console and display the tests rely on.
+CONFIG_SERIAL_ISA=y
+CONFIG_VGA_PCI=y
+
+# Networking.
+CONFIG_VIRTIO_PCI=y
+CONFIG_VIRTIO_NET=y
+CONFIG_E1000_PCI=y
+CONFIG_E1000E_PCI_EXPRESS=y
+
+# PCI topology for failover and hotplug.
+CONFIG_PCIE_PORT=y
+CONFIG_PCI_BRIDGE=y
+
+# ACPI_X86 selects ACPI_CXL, whose code calls into hw/cxl; CXL itself is
+# only "default y" (and needs PXB), which --without-default-devices
+# drops, so the link fails without these two.
+CONFIG_PXB=y
+CONFIG_CXL=y
+
+# Shared memory.
+CONFIG_IVSHMEM_DEVICE=y

@@ -1,0 +1,67 @@
+#!/bin/bash
+# Install what building and testing the series needs, from Debian's
+# mirror.  Idempotent and quiet when everything is present.  Adds a
+# sources file of its own (deb-src for the suites carrying QEMU's orig
+# tarballs, and bookworm-backports for meson >= 1.5 and pycotap).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+PKGS=(build-essential pkg-config ninja-build git quilt ccache bison flex
+      libglib2.0-dev libpixman-1-dev libslirp-dev libcap-ng-dev zlib1g-dev
+      python3-venv bzip2 xz-utils
+      seabios ipxe-qemu
+      busybox-static cpio kmod
+      iproute2 socat iperf3 procps)
+BPO_PKGS=(meson python3-pycotap)
+SOURCES=/etc/apt/sources.list.d/qemu-series.sources
+
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+meson_ok=0
+if "$SYS_PYTHON" - <<'PY' 2>/dev/null
+import sys, mesonbuild.coredata as c, pycotap
+v = tuple(int(x) for x in c.version.split('.')[:2])
+sys.exit(0 if v >= (1, 5) else 1)
+PY
+then meson_ok=1; fi
+
+need_sources=0
+[ -f "$SOURCES" ] || need_sources=1
+if [ ${#missing[@]} -eq 0 ] && [ $meson_ok = 1 ] && [ $need_sources = 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+    [ ${#missing[@]} -eq 0 ] && [ $meson_ok = 1 ] && exit 0
+    die "missing build dependencies (${missing[*]} meson>=1.5/pycotap: $meson_ok); run 'make deps' as root"
+fi
+
+if [ $need_sources = 1 ]; then
+    info "adding $SOURCES"
+    cat > "$SOURCES" <<'SRC'
+# Added by the QEMU net series build (scripts/install-deps.sh).
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: sid trixie trixie-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+export DEBIAN_FRONTEND=noninteractive
+info "apt-get update"
+apt-get update -qq >&2
+if [ $meson_ok = 0 ]; then
+    info "installing ${BPO_PKGS[*]} from bookworm-backports"
+    apt-get install -y -qq -t bookworm-backports "${BPO_PKGS[@]}" >&2
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    info "installing ${missing[*]}"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi

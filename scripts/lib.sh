@@ -1,0 +1,29 @@
+# Shared settings for the series scripts.  Sourced, not run.
+# shellcheck shell=bash
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BASE=${BASE:-10.2.2}
+BUILD_ROOT=${BUILD_ROOT:-$TOP/build}
+SRC=${SRC:-$BUILD_ROOT/qemu}
+OBJ=${OBJ:-$SRC/build}
+if [ -z "${CACHE_DIR:-}" ]; then
+    if [ -w /var/cache ] || [ -d /var/cache/qemu-series ]; then
+        CACHE_DIR=/var/cache/qemu-series
+    else
+        CACHE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/qemu-series
+    fi
+fi
+SYS_PYTHON=${SYS_PYTHON:-/usr/bin/python3}
+
+# Known Debian orig tarballs: version -> sha256
+declare -A BASE_SHA256=(
+    [10.2.2]=be05230fe47a6937cd29f28f562932c8125f9c93c2a82c625198f7a4aa601dfb
+    [10.0.2]=0901da33844a331bf8b3602b9c1fbd178e60b737c8e3ade678255bd090c9b9f1
+)
+
+# Identity used for commits made in the unpacked tree (base, overlay).
+GIT_ID=(-c user.name="QEMU net series" -c user.email="qemu-net-series@example.org"
+        -c commit.gpgsign=false -c core.autocrlf=false)
+
+die() { echo "error: $*" >&2; exit 1; }
+info() { echo ">>> $*" >&2; }

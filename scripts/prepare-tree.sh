@@ -1,0 +1,112 @@
+#!/bin/bash
+# Make $SRC a git tree: base commit (tag "base"), configure-overlay commit
+# (tag "overlay"), then the series applied with git am on branch "series".
+#
+# The base is, in order of preference: $QEMU_SRC (a git tree of the user),
+# $QEMU_TARBALL (any QEMU source tarball), or Debian's orig tarball of
+# $BASE fetched and verified by fetch-base.sh.
+#
+# Re-running it with an unchanged base only re-applies the series when
+# patches/ or series changed, keeping unchanged files untouched so the
+# build stays incremental.  It refuses to throw away commits made on the
+# series branch that are not exported yet (scripts/export-series.sh).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+if [ -n "${QEMU_SRC:-}" ]; then
+    [ -d "$QEMU_SRC/.git" ] || [ -f "$QEMU_SRC/.git" ] || die "QEMU_SRC=$QEMU_SRC is not a git tree"
+    base_id="git:$(cd "$QEMU_SRC" && pwd):$(git -C "$QEMU_SRC" rev-parse HEAD)"
+elif [ -n "${QEMU_TARBALL:-}" ]; then
+    [ -f "$QEMU_TARBALL" ] || die "QEMU_TARBALL=$QEMU_TARBALL does not exist"
+    QEMU_TARBALL=$(cd "$(dirname "$QEMU_TARBALL")" && pwd)/$(basename "$QEMU_TARBALL")
+    base_id="tar:$QEMU_TARBALL:$(sha256sum < "$QEMU_TARBALL" | cut -c1-64)"
+else
+    base_id="debian:$BASE:${BASE_SHA256[$BASE]:-unknown}"
+fi
+
+overlay_id=$(cd "$TOP" && cat configure-overlay/fixups/*.patch configure-overlay/devices/* | sha256sum | cut -c1-64)
+series_id=$(cd "$TOP" && { cat series; awk '!/^#/ && NF {print "patches/" $1}' series | xargs -r cat; } | sha256sum | cut -c1-64)
+stamp="$BUILD_ROOT/prepared"
+
+git_src() { git -C "$SRC" "${GIT_ID[@]}" "$@"; }
+
+apply_series() {
+    git_src checkout -q -B series overlay
+    local p n=0
+    while read -r p _; do
+        case "$p" in ''|\#*) continue ;; esac
+        git_src am -q --keep-cr "$TOP/patches/$p" || {
+            git_src am --abort || true
+            die "patches/$p does not apply with git am"
+        }
+        n=$((n + 1))
+    done < "$TOP/series"
+    info "applied $n patches on branch series"
+}
+
+fresh=1
+if [ -f "$stamp" ] && [ -d "$SRC/.git" ]; then
+    read -r s_base s_overlay s_series s_head < "$stamp" || true
+    if [ "$s_base" = "$base_id" ] && [ "$s_overlay" = "$overlay_id" ]; then
+        fresh=0
+        if [ "$s_series" = "$series_id" ] && [ "$(git -C "$SRC" rev-parse HEAD)" = "$s_head" ]; then
+            exit 0
+        fi
+        if [ "$(git -C "$SRC" rev-parse HEAD)" != "$s_head" ]; then
+            die "$SRC has commits that are not in patches/ (HEAD moved since it was prepared).
+       Export them with scripts/export-series.sh, or drop them with 'make distclean'."
+        fi
+        if [ -n "$(git -C "$SRC" status --porcelain --untracked-files=no)" ]; then
+            die "$SRC has uncommitted changes; commit and export them, or 'make distclean'"
+        fi
+        info "series changed: re-applying on top of the overlay"
+        apply_series
+    fi
+fi
+
+if [ $fresh = 1 ]; then
+    rm -rf "$SRC"
+    mkdir -p "$BUILD_ROOT"
+    if [ -n "${QEMU_SRC:-}" ]; then
+        info "cloning $QEMU_SRC"
+        git clone -q "$QEMU_SRC" "$SRC"
+        git_src checkout -q -B base-branch
+        git_src tag -f base >/dev/null
+    else
+        tarball=${QEMU_TARBALL:-}
+        if [ -z "$tarball" ]; then
+            tarball=$("$TOP/scripts/fetch-base.sh")
+        fi
+        info "unpacking $tarball"
+        tmp=$(mktemp -d "$BUILD_ROOT/unpack.XXXXXX")
+        tar -C "$tmp" --no-same-owner --no-same-permissions -xf "$tarball"
+        top=$(find "$tmp" -mindepth 1 -maxdepth 1 -type d)
+        [ "$(echo "$top" | wc -l)" = 1 ] && [ -f "$top/VERSION" ] || die "$tarball: not a QEMU source tarball"
+        mv "$top" "$SRC"
+        rmdir "$tmp"
+        git -C "$SRC" init -q -b base-branch
+        git_src add -A -f .
+        git_src commit -q -m "QEMU $(cat "$SRC/VERSION") ($(basename "$tarball"))"
+        git_src tag -f base >/dev/null
+    fi
+    printf '/build/\n' >> "$SRC/.git/info/exclude"
+
+    # configure-overlay: fixups the stripped +ds tarball needs, and the
+    # trimmed device set.  One commit, kept apart from the series.
+    if [ ! -e "$SRC/pc-bios/bios-256k.bin" ]; then
+        for f in "$TOP"/configure-overlay/fixups/*.patch; do
+            info "overlay: $(basename "$f")"
+            patch -s -p1 -d "$SRC" --no-backup-if-mismatch < "$f" ||
+                die "overlay fixup $(basename "$f") does not apply to this base"
+        done
+    fi
+    install -m 644 "$TOP/configure-overlay/devices/x86_64-softmmu.mak" \
+        "$SRC/configs/devices/x86_64-softmmu/series-test.mak"
+    git_src add -A .
+    git_src commit -q -m "configure-overlay: stripped tarball fixups, trimmed device set"
+    git_src tag -f overlay >/dev/null
+    apply_series
+fi
+
+mkdir -p "$BUILD_ROOT"
+echo "$base_id $overlay_id $series_id $(git -C "$SRC" rev-parse HEAD)" > "$stamp"

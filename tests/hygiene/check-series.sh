@@ -1,0 +1,114 @@
+#!/bin/bash
+# Series hygiene, as TAP:
+#  - series and patches/ name the same files; every patch has git
+#    format-patch headers, a why-message, Signed-off-by and the DEP-3
+#    fields Forwarded and Last-Update;
+#  - the series applies with `quilt push -a` to the pristine base without
+#    fuzz or offsets;
+#  - the series applies with `git am` to a git-initialised base, and
+#    exporting that branch again reproduces patches/ + series exactly;
+#  - QEMU's scripts/checkpatch.pl accepts every patch.
+# Needs a prepared tree (scripts/prepare-tree.sh) for the base and for
+# checkpatch.pl.
+set -uo pipefail
+. "$(dirname "$0")/../../scripts/lib.sh"
+
+n=0
+failed=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+notok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
+skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+mapfile -t patches < <(awk '!/^#/ && NF {print $1}' "$TOP/series")
+
+# 1. series <-> patches/
+problems=()
+for p in "${patches[@]}"; do
+    [ -f "$TOP/patches/$p" ] || problems+=("series names $p, not in patches/")
+done
+for f in "$TOP"/patches/*.patch; do
+    [ -e "$f" ] || continue
+    printf '%s\n' "${patches[@]}" | grep -qxF "$(basename "$f")" || problems+=("$(basename "$f") is not in series")
+done
+if [ ${#problems[@]} -eq 0 ]; then ok "series and patches/ agree (${#patches[@]} patches)"
+else notok "series and patches/ agree" "${problems[@]}"; fi
+
+# 2. headers of each patch
+for p in "${patches[@]}"; do
+    f="$TOP/patches/$p"
+    [ -f "$f" ] || continue
+    problems=()
+    head -n1 "$f" | grep -q '^From [0-9a-f]\{40\} ' || problems+=("no git format-patch 'From <sha>' line")
+    for h in From Subject Date Signed-off-by Forwarded Last-Update; do
+        grep -q "^$h: " "$f" || problems+=("no $h:")
+    done
+    grep -q '^Last-Update: [0-9]\{4\}-[0-9]\{2\}-[0-9]\{2\}$' "$f" || problems+=("Last-Update is not YYYY-MM-DD")
+    grep -Eq '^Forwarded: (no|not-needed|yes|https?://.+)' "$f" || problems+=("Forwarded is not no/not-needed/yes/URL")
+    # the why-message: body text between the headers and the trailers
+    body=$(awk '/^$/ && !hdr_done {hdr_done=1; next} hdr_done && /^---$/ {exit} hdr_done' "$f" |
+           grep -Ev '^(Signed-off-by|Forwarded|Last-Update|Reviewed-by|Acked-by|Bug|Origin|Applied-Upstream|Author|Cc):' |
+           grep -c '[a-z]')
+    [ "$body" -ge 2 ] || problems+=("commit message has no explanation (why)")
+    if [ ${#problems[@]} -eq 0 ]; then ok "headers: $p"; else notok "headers: $p" "${problems[@]}"; fi
+done
+
+if ! git -C "$SRC" rev-parse -q --verify base >/dev/null 2>&1; then
+    skip "quilt push -a" "no prepared tree"
+    skip "git am + export round trip" "no prepared tree"
+    skip "checkpatch.pl" "no prepared tree"
+    echo "1..$n"; exit $((failed > 0))
+fi
+
+# 3. quilt on the pristine base
+mkdir -p "$work/quilt"
+git -C "$SRC" archive base | tar -C "$work/quilt" -xf -
+if [ ${#patches[@]} -eq 0 ]; then
+    skip "quilt push -a without fuzz or offsets" "empty series"
+else
+    out=$(cd "$work/quilt" && QUILT_PATCHES="$TOP/patches" QUILT_SERIES="$TOP/series" \
+          QUILTRC=/dev/null quilt push -a 2>&1)
+    rc=$?
+    bad=$(echo "$out" | grep -Ei 'fuzz|offset|fail|reject' || true)
+    if [ $rc = 0 ] && [ -z "$bad" ]; then ok "quilt push -a without fuzz or offsets"
+    else notok "quilt push -a without fuzz or offsets" "rc=$rc" ${bad:+"$bad"} "$(echo "$out" | tail -n 5)"; fi
+fi
+
+# 4. git am on a git-initialised base, then export and compare
+g=(git -C "$work/quilt-git" "${GIT_ID[@]}")
+mkdir -p "$work/quilt-git"
+git -C "$SRC" archive base | tar -C "$work/quilt-git" -xf -
+git -C "$work/quilt-git" init -q -b main
+"${g[@]}" add -A -f . && "${g[@]}" commit -q -m base && "${g[@]}" tag overlay
+amlog=""
+amrc=0
+for p in "${patches[@]}"; do
+    amlog=$("${g[@]}" am -q "$TOP/patches/$p" 2>&1) || { amrc=1; amlog="$p: $amlog"; break; }
+done
+if [ $amrc = 0 ]; then ok "git am of the whole series"
+else notok "git am of the whole series" "$amlog"; fi
+if [ $amrc = 0 ]; then
+    if "$TOP/scripts/export-series.sh" "$work/quilt-git" "$work/export" >/dev/null 2>&1 &&
+       diff -r "$TOP/patches" "$work/export/patches" >/dev/null 2>&1 &&
+       diff "$TOP/series" "$work/export/series" >/dev/null; then
+        ok "export-series.sh reproduces patches/ and series"
+    else
+        notok "export-series.sh reproduces patches/ and series" \
+            "$(diff -r "$TOP/patches" "$work/export/patches" 2>&1 | head -n 10)"
+    fi
+else
+    skip "export-series.sh reproduces patches/ and series" "git am failed"
+fi
+
+# 5. checkpatch
+for p in "${patches[@]}"; do
+    out=$(cd "$SRC" && perl scripts/checkpatch.pl --no-color "$TOP/patches/$p" 2>&1)
+    rc=$?
+    if [ $rc = 0 ]; then ok "checkpatch.pl: $p"
+    else notok "checkpatch.pl: $p" "$(echo "$out" | grep -E '^(ERROR|WARNING)' | head -n 8)"; fi
+done
+
+echo "1..$n"
+exit $((failed > 0))

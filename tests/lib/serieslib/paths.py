@@ -1,0 +1,63 @@
+"""Locations of the QEMU build, QEMU's python library and the test guest.
+
+Everything is found relative to the repository root (this file lives in
+<repo>/tests/lib/serieslib/), and every location can be overridden through
+the environment:
+
+  QEMU_BUILD_DIR   QEMU build directory     (default <repo>/build/qemu/build)
+  QEMU_BINARY      qemu-system-x86_64 path  (default <QEMU_BUILD_DIR>/qemu-system-x86_64)
+  QEMU_PYTHON_DIR  QEMU's python library    (default <repo>/build/qemu/python)
+  GUEST_DIR        offline guest output     (default <repo>/build/guest)
+  GUEST_KERNEL     guest kernel             (default <GUEST_DIR>/vmlinuz)
+  GUEST_INITRD     guest initramfs          (default <GUEST_DIR>/initramfs.cpio.gz)
+"""
+
+import os
+import sys
+from pathlib import Path
+
+# <repo>/tests/lib/serieslib/paths.py -> parents[3] is <repo>
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def _env_path(name: str, default: Path) -> Path:
+    """Return $name as a Path if it is set and non-empty, else default."""
+    value = os.environ.get(name)
+    return Path(value) if value else default
+
+
+def qemu_build_dir() -> Path:
+    return _env_path("QEMU_BUILD_DIR", REPO_ROOT / "build" / "qemu" / "build")
+
+
+def qemu_binary() -> Path:
+    return _env_path("QEMU_BINARY", qemu_build_dir() / "qemu-system-x86_64")
+
+
+def qemu_python_dir() -> Path:
+    return _env_path("QEMU_PYTHON_DIR", REPO_ROOT / "build" / "qemu" / "python")
+
+
+def guest_dir() -> Path:
+    return _env_path("GUEST_DIR", REPO_ROOT / "build" / "guest")
+
+
+def guest_kernel() -> Path:
+    return _env_path("GUEST_KERNEL", guest_dir() / "vmlinuz")
+
+
+def guest_initrd() -> Path:
+    return _env_path("GUEST_INITRD", guest_dir() / "initramfs.cpio.gz")
+
+
+def ensure_qemu_python() -> None:
+    """Make QEMU's in-tree python package (qemu.machine, qemu.qmp) importable.
+
+    Raises ImportError if it cannot be found.
+    """
+    pydir = str(qemu_python_dir())
+    if pydir not in sys.path:
+        sys.path.insert(0, pydir)
+    # Import here so that a missing or broken library shows up immediately.
+    import qemu.machine  # noqa: F401  pylint: disable=import-outside-toplevel
+    import qemu.qmp      # noqa: F401  pylint: disable=import-outside-toplevel

@@ -1,0 +1,200 @@
+#!/usr/bin/python3
+"""Run every check of the series and summarise.
+
+Each check is a program that prints TAP (ok / not ok / # SKIP) or, if it
+prints none, is judged by its exit status (0 pass, 77 skip, else fail).
+The last line printed is always "N passed, N failed, N skipped", counting
+individual TAP results.  Full logs go to build/test-logs/.
+
+  tests/run-checks.py [--list] [--only SUBSTRING ...] [GROUP ...]
+
+Groups: hygiene, qtest, functional, system (default: all of them).
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parent.parent
+BUILD_ROOT = Path(os.environ.get("BUILD_ROOT", TOP / "build"))
+SRC = Path(os.environ.get("SRC", BUILD_ROOT / "qemu"))
+OBJ = Path(os.environ.get("OBJ", SRC / "build"))
+LOGS = BUILD_ROOT / "test-logs"
+QEMU = OBJ / "qemu-system-x86_64"
+
+TAP_RE = re.compile(r"^(not ok|ok)\b\s*(\d+)?\s*(?:-\s*)?(.*)$")
+
+
+class Check:
+    def __init__(self, group, name, argv, env=None, timeout=900, cwd=None):
+        self.group, self.name, self.argv = group, name, argv
+        self.env, self.timeout, self.cwd = env or {}, timeout, cwd
+
+
+def list_file(path):
+    """Lines of a list file, comments and blanks dropped, split in words."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].split()
+        if line:
+            rows.append(line)
+    return rows
+
+
+def collect():
+    checks = [Check("hygiene", "series hygiene",
+                    ["bash", str(TOP / "tests/hygiene/check-series.sh")],
+                    timeout=600)]
+
+    qenv = {"QTEST_QEMU_BINARY": str(QEMU),
+            "QTEST_QEMU_IMG": str(OBJ / "qemu-img"),
+            "G_TEST_SLOW": "",
+            "MALLOC_PERTURB_": "77"}
+    for row in list_file(TOP / "tests/qtests.list"):
+        name, paths = row[0], row[1:]
+        argv = [str(OBJ / "tests/qtest" / name), "--tap", "-k"]
+        for p in paths:
+            # "/path" selects GTest paths; anything else is passed as is
+            argv += ["-p", p] if p.startswith("/") else [p]
+        checks.append(Check("qtest", f"qtest {name}", argv, qenv, cwd=OBJ))
+
+    fenv = {"PYTHONPATH": f"{SRC / 'python'}:{SRC / 'tests/functional'}",
+            "QEMU_TEST_QEMU_BINARY": str(QEMU),
+            "QEMU_TEST_QEMU_IMG": str(OBJ / "qemu-img"),
+            "QEMU_BUILD_ROOT": str(OBJ),
+            "GUEST_DIR": str(BUILD_ROOT / "guest")}
+    for row in list_file(TOP / "tests/functional.list"):
+        checks.append(Check("functional", f"functional {row[0]}",
+                            ["/usr/bin/python3", str(SRC / row[0])], fenv,
+                            timeout=1800, cwd=OBJ))
+
+    senv = {"PYTHONPATH": f"{TOP / 'tests/lib'}:{SRC / 'python'}"}
+    for t in sorted((TOP / "tests/system").glob("test_*.py")):
+        checks.append(Check("system", f"system {t.name}",
+                            ["/usr/bin/python3", str(t)], senv, timeout=1800))
+    return checks
+
+
+def run(check, verbose):
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = LOGS / (re.sub(r"[^A-Za-z0-9_.-]+", "_", check.name) + ".log")
+    env = dict(os.environ)
+    env.update(check.env)
+    start = time.monotonic()
+    results = []          # (status, description)
+    with open(log, "w") as lf:
+        lf.write(f"$ {' '.join(check.argv)}\n")
+        lf.flush()
+        try:
+            proc = subprocess.Popen(check.argv, env=env, cwd=check.cwd,
+                                    stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, text=True,
+                                    errors="replace", start_new_session=True)
+        except OSError as e:
+            lf.write(f"cannot run: {e}\n")
+            return [("fail", f"{check.name}: cannot run: {e}")], log, 0.0
+        deadline = start + check.timeout
+        import selectors
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        timed_out = False
+        while True:
+            if time.monotonic() > deadline:
+                timed_out = True
+                break
+            if not sel.select(timeout=1.0):
+                if proc.poll() is not None:
+                    rest = proc.stdout.read()
+                    lines = rest.splitlines(keepends=True)
+                else:
+                    continue
+            else:
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                lines = [line]
+            for line in lines:
+                lf.write(line)
+                if verbose:
+                    sys.stdout.write("    " + line)
+                m = TAP_RE.match(line.rstrip("\n"))
+                if m:
+                    desc = m.group(3)
+                    if re.search(r"#\s*(SKIP|skip)", desc) or \
+                       re.search(r"#\s*TODO", desc):
+                        results.append(("skip", desc))
+                    elif m.group(1) == "ok":
+                        results.append(("pass", desc))
+                    else:
+                        results.append(("fail", desc))
+            if proc.poll() is not None and not lines:
+                break
+        if timed_out:
+            os.killpg(proc.pid, 9)
+            results.append(("fail", f"{check.name}: timed out after {check.timeout}s"))
+        rc = proc.wait()
+        lf.write(f"\n[exit status {rc}]\n")
+    elapsed = time.monotonic() - start
+    if not timed_out:
+        if not results:
+            status = "pass" if rc == 0 else "skip" if rc == 77 else "fail"
+            results.append((status, f"{check.name} (exit status {rc})"))
+        elif rc not in (0, 77) and not any(s == "fail" for s, _ in results):
+            results.append(("fail", f"{check.name}: exit status {rc}"))
+    return results, log, elapsed
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("groups", nargs="*")
+    ap.add_argument("--only", action="append", default=[])
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+
+    checks = collect()
+    if args.groups:
+        checks = [c for c in checks if c.group in args.groups]
+    if args.only:
+        checks = [c for c in checks if any(o in c.name for o in args.only)]
+    if args.list:
+        for c in checks:
+            print(f"{c.group:10} {c.name}")
+        return 0
+
+    totals = {"pass": 0, "fail": 0, "skip": 0}
+    failures = []
+    for c in checks:
+        print(f"--- {c.name}", flush=True)
+        results, log, elapsed = run(c, args.verbose)
+        counts = {k: sum(1 for s, _ in results if s == k) for k in totals}
+        for k in totals:
+            totals[k] += counts[k]
+        for s, d in results:
+            if s == "fail":
+                failures.append((c.name, d, log))
+                print(f"    FAIL: {d}")
+            elif s == "skip":
+                print(f"    skip: {d}")
+        print(f"    {counts['pass']} passed, {counts['fail']} failed, "
+              f"{counts['skip']} skipped in {elapsed:.0f}s (log: {log.relative_to(TOP) if log.is_relative_to(TOP) else log})",
+              flush=True)
+
+    if failures:
+        print("\nFailures:")
+        for name, d, log in failures:
+            print(f"  {name}: {d}  [{log}]")
+    print(f"{totals['pass']} passed, {totals['fail']} failed, {totals['skip']} skipped")
+    return 1 if totals["fail"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
