@@ -44,12 +44,30 @@ apply_series() {
     info "applied $n patches on branch series"
 }
 
+# Does exporting the tree's branch reproduce patches/ + series exactly?
+in_sync_with_patches() {
+    local tmp rc=1
+    tmp=$(mktemp -d)
+    if "$TOP/scripts/export-series.sh" "$SRC" "$tmp" >/dev/null 2>&1 &&
+       diff -r "$TOP/patches" "$tmp/patches" >/dev/null 2>&1 &&
+       diff "$TOP/series" "$tmp/series" >/dev/null 2>&1; then
+        rc=0
+    fi
+    rm -rf "$tmp"
+    return $rc
+}
+
 fresh=1
 if [ -f "$stamp" ] && [ -d "$SRC/.git" ]; then
     read -r s_base s_overlay s_series s_head < "$stamp" || true
     if [ "$s_base" = "$base_id" ] && [ "$s_overlay" = "$overlay_id" ]; then
         fresh=0
         if [ "$s_series" = "$series_id" ] && [ "$(git -C "$SRC" rev-parse HEAD)" = "$s_head" ]; then
+            exit 0
+        fi
+        if [ "$(git -C "$SRC" rev-parse HEAD)" != "$s_head" ] && in_sync_with_patches; then
+            # The branch moved because its commits were just exported.
+            echo "$base_id $overlay_id $series_id $(git -C "$SRC" rev-parse HEAD)" > "$stamp"
             exit 0
         fi
         if [ "$(git -C "$SRC" rev-parse HEAD)" != "$s_head" ]; then

@@ -72,7 +72,9 @@ def cleanup_stale() -> None:
     """
     proc = _ip("netns", "list", check=False)
     for line in proc.stdout.splitlines():
-        match = re.match(rf"^({NAME_PREFIX}(\d+)-\d+)\b", line)
+        # "qs-<pid>-<n>[-tag]", possibly followed by " (id: N)"
+        match = re.match(rf"^({NAME_PREFIX}(\d+)-\d+(?:-\S*)?)(\s|$)",
+                         line)
         if not match:
             continue
         name, pid = match.group(1), int(match.group(2))
