@@ -27,7 +27,10 @@ export CCACHE_NOHASHDIR=1
 export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-time_macros,include_file_mtime,include_file_ctime}
 ccache -M 5G >/dev/null 2>&1 || true
 
-conf_id=$(printf '%s\n' "${opts[@]}" | sha256sum | cut -c1-64)
+# The option ROMs need a 32-bit capable libgcc (gcc-multilib); configure
+# decides once, so a later install must trigger a new configure.
+multilib=$(ls /usr/lib/gcc/x86_64-linux-gnu/*/32/libgcc.a 2>/dev/null | head -n1)
+conf_id=$({ printf '%s\n' "${opts[@]}"; echo "$multilib"; } | sha256sum | cut -c1-64)
 if [ ! -f "$OBJ/build.ninja" ] || [ "$(cat "$OBJ/.series-configure" 2>/dev/null)" != "$conf_id" ]; then
     info "configure ${opts[*]}"
     rm -rf "$OBJ"
@@ -52,8 +55,39 @@ else
 fi
 info "ninja ${targets[*]}"
 ninja -C "$OBJ" "${targets[@]}"
-# The -kernel option roms (linuxboot_dma.bin, kvmvapic.bin) are built by
-# the top-level Makefile's pc-bios/optionrom subdir, not by ninja.
-if [ -f "$OBJ/pc-bios/optionrom/Makefile" ]; then
+# The -kernel option ROMs (linuxboot_dma.bin, kvmvapic.bin, ...) are
+# built by the top-level Makefile's pc-bios/optionrom subdir, not by ninja.
+if [ -f "$OBJ/pc-bios/optionrom/config.mak" ]; then
     make -s -C "$OBJ/pc-bios/optionrom" >/dev/null
 fi
+
+# A QEMU run from the build tree resolves its data directories and the
+# --firmwarepath entries below $OBJ/qemu-bundle (util/cutils.c,
+# get_relocated_path).  Wire the distribution's firmware and the ROMs just
+# built in there, so qtests and guests find everything with no -L.
+bundle=$OBJ/qemu-bundle
+datadir=$(sed -n 's/^#define CONFIG_QEMU_DATADIR "\(.*\)"$/\1/p' "$OBJ/config-host.h")
+mkdir -p "$bundle$datadir"
+for rom in "$OBJ"/pc-bios/optionrom/*.bin; do
+    [ -e "$rom" ] && ln -sfn "$rom" "$bundle$datadir/$(basename "$rom")"
+done
+while read -r dir; do
+    case "$dir" in ''|\#*) continue ;; esac
+    [ -d "$dir" ] || continue
+    if [ -d "$bundle$dir" ] && [ ! -L "$bundle$dir" ]; then
+        # a directory meson populated (e.g. the datadir): link file by file
+        for f in "$dir"/*; do
+            [ -e "$bundle$dir/$(basename "$f")" ] || ln -s "$f" "$bundle$dir/"
+        done
+    else
+        mkdir -p "$(dirname "$bundle$dir")"
+        ln -sfn "$dir" "$bundle$dir"
+    fi
+done < "$TOP/configure-overlay/firmwarepath"
+for need in bios-256k.bin linuxboot_dma.bin kvmvapic.bin efi-virtio.rom; do
+    found=
+    for d in "$bundle$datadir" $(sed 's|^|'"$bundle"'|' "$TOP/configure-overlay/firmwarepath"); do
+        [ -e "$d/$need" ] && found=1 && break
+    done
+    [ -n "$found" ] || echo "warning: firmware $need not found: guests that need it will fail" >&2
+done

@@ -19,14 +19,12 @@ rm -f "$out"
 
 # Ask apt where the tarball lives (needs a deb-src entry, see
 # install-deps.sh); fall back to the pool path on the configured mirror,
-# since older versions drop out of the Sources index but stay in the pool.
+# since older versions drop out of the Sources index but stay in the pool
+# (DEBIAN_MIRROR overrides the mirror).
 url=$(apt-get source --print-uris "qemu=1:${BASE}+ds-*" 2>/dev/null |
       awk -v n="$name" '$2 == n { gsub("\x27", "", $1); print $1; exit }') || true
 if [ -z "$url" ]; then
-    mirror=$(grep -rhoE 'https?://[^ ]*debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null |
-             grep -v security | head -n1)
-    mirror=${mirror:-http://deb.debian.org/debian}
-    url="${mirror%/}/pool/main/q/qemu/qemu_${BASE}%2bds.orig.tar.xz"
+    url="${DEBIAN_MIRROR:-http://deb.debian.org/debian}/pool/main/q/qemu/qemu_${BASE}%2bds.orig.tar.xz"
 fi
 info "fetching $name from $url"
 tmp="$out.part"

@@ -6,7 +6,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-PKGS=(build-essential pkg-config ninja-build git quilt ccache bison flex
+PKGS=(build-essential gcc-multilib pkg-config ninja-build git quilt ccache bison flex
       libglib2.0-dev libpixman-1-dev libslirp-dev libcap-ng-dev zlib1g-dev
       python3-venv bzip2 xz-utils
       seabios ipxe-qemu

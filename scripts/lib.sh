@@ -23,7 +23,8 @@ declare -A BASE_SHA256=(
 
 # Identity used for commits made in the unpacked tree (base, overlay).
 GIT_ID=(-c user.name="QEMU net series" -c user.email="qemu-net-series@example.org"
-        -c commit.gpgsign=false -c core.autocrlf=false)
+        -c commit.gpgsign=false -c core.autocrlf=false -c gc.auto=0
+        -c maintenance.auto=false)
 
 die() { echo "error: $*" >&2; exit 1; }
 info() { echo ">>> $*" >&2; }

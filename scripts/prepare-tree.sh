@@ -24,7 +24,7 @@ else
     base_id="debian:$BASE:${BASE_SHA256[$BASE]:-unknown}"
 fi
 
-overlay_id=$(cd "$TOP" && cat configure-overlay/fixups/*.patch configure-overlay/devices/* | sha256sum | cut -c1-64)
+overlay_id=$(cd "$TOP" && cat configure-overlay/fixups/*/*.patch configure-overlay/devices/* | sha256sum | cut -c1-64)
 series_id=$(cd "$TOP" && { cat series; awk '!/^#/ && NF {print "patches/" $1}' series | xargs -r cat; } | sha256sum | cut -c1-64)
 stamp="$BUILD_ROOT/prepared"
 
@@ -108,14 +108,20 @@ if [ $fresh = 1 ]; then
         git_src tag -f base >/dev/null
     fi
     printf '/build/\n' >> "$SRC/.git/info/exclude"
+    git -C "$SRC" config gc.auto 0
 
     # configure-overlay: fixups the stripped +ds tarball needs, and the
     # trimmed device set.  One commit, kept apart from the series.
+    # The fixups are kept per QEMU major.minor (the meson files differ);
+    # a base without a set of its own gets the newest one.
     if [ ! -e "$SRC/pc-bios/bios-256k.bin" ]; then
-        for f in "$TOP"/configure-overlay/fixups/*.patch; do
-            info "overlay: $(basename "$f")"
-            patch -s -p1 -d "$SRC" --no-backup-if-mismatch < "$f" ||
-                die "overlay fixup $(basename "$f") does not apply to this base"
+        mm=$(cut -d. -f1-2 "$SRC/VERSION")
+        fixdir="$TOP/configure-overlay/fixups/$mm"
+        [ -d "$fixdir" ] || fixdir=$(ls -d "$TOP"/configure-overlay/fixups/*/ | sort -V | tail -n1)
+        for f in "${fixdir%/}"/*.patch; do
+            info "overlay: ${f#"$TOP"/}"
+            patch -s -p1 -f -d "$SRC" --no-backup-if-mismatch < "$f" ||
+                die "overlay fixup ${f#"$TOP"/} does not apply to this base ($(cat "$SRC/VERSION"))"
         done
     fi
     install -m 644 "$TOP/configure-overlay/devices/x86_64-softmmu.mak" \

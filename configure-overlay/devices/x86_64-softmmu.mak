@@ -23,11 +23,13 @@ CONFIG_E1000E_PCI_EXPRESS=y
 CONFIG_PCIE_PORT=y
 CONFIG_PCI_BRIDGE=y
 
-# ACPI_X86 selects ACPI_CXL, whose code calls into hw/cxl; CXL itself is
-# only "default y" (and needs PXB), which --without-default-devices
-# drops, so the link fails without these two.
+# ACPI_X86 selects ACPI_CXL, whose code calls into hw/cxl, which calls
+# into the CXL type 3 device; all three are only "default y" (CXL also
+# needs PXB), which --without-default-devices drops: the link fails
+# without them.
 CONFIG_PXB=y
 CONFIG_CXL=y
+CONFIG_CXL_MEM_DEVICE=y
 
 # Shared memory.
 CONFIG_IVSHMEM_DEVICE=y

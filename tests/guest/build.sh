@@ -62,20 +62,45 @@ flock 9
 
 # --- Resolve exact package versions (apt candidates) -----------------------
 
-candidate() {
-    apt-cache show --no-all-versions "$1" 2>/dev/null | sed -n 's/^Version: //p' | head -n1
+# This host's apt config disables apt's binary package cache, which makes
+# every apt-cache call re-parse all package lists (seconds).  Keep our own
+# cache next to the .debs; apt revalidates it against the lists itself.
+apt_cache_opts=()
+mkdir -p "$cache/../apt" 2>/dev/null || true
+if [ -w "$cache/../apt" ]; then
+    apt_cache_opts=(-o "Dir::Cache::pkgcache=$(cd "$cache/../apt" && pwd)/pkgcache.bin")
+fi
+
+# Print "package version depends" for the candidate of each package given.
+apt_candidates() {
+    apt-cache "${apt_cache_opts[@]}" show --no-all-versions "$@" 2>/dev/null | awk '
+        /^Package: / { p = $2 }
+        /^Version: / { v = $2 }
+        /^Depends: / { sub(/^Depends: /, ""); d = $0 }
+        /^$/ { if (p != "") print p, v, d; p = v = d = "" }
+        END  { if (p != "") print p, v, d }'
 }
 
-# linux-image-amd64 is a meta package; the real image is its first
-# "linux-image-<abi>-<flavour>" dependency.
-kpkg=$(apt-cache show --no-all-versions "$kernel_meta" 2>/dev/null \
-    | sed -n 's/^Depends: //p' | head -n1 | tr ',|' '\n\n' \
-    | awk '$1 ~ /^linux-image-[0-9]/ { print $1; exit }')
+# The kernel meta package depends on the real image package, normally with
+# an exact version: "linux-image-6.1.0-NN-amd64 (= 6.1.x-y)".
+kpkg= kpkg_ver= bb_ver=
+while read -r p v d; do
+    case "$p" in
+        busybox-static) bb_ver=$v ;;
+        "$kernel_meta")
+            kpkg=$(tr ',|' '\n\n' <<<"$d" | awk '$1 ~ /^linux-image-[0-9]/ { print $1; exit }')
+            kpkg_ver=$(tr ',|' '\n\n' <<<"$d" \
+                | awk -v k="$kpkg" '$1 == k && $2 == "(=" { sub(/\)$/, "", $3); print $3; exit }')
+            ;;
+    esac
+done < <(apt_candidates "$kernel_meta" busybox-static)
 [ -n "$kpkg" ] || die "cannot resolve the kernel image package behind $kernel_meta"
-kpkg_ver=$(candidate "$kpkg")
-bb_ver=$(candidate busybox-static)
-[ -n "$kpkg_ver" ] || die "no candidate version for $kpkg"
 [ -n "$bb_ver" ] || die "no candidate version for busybox-static"
+if [ -z "$kpkg_ver" ]; then
+    # Unversioned dependency: take the image package's own candidate.
+    read -r _ kpkg_ver _ < <(apt_candidates "$kpkg") || true
+    [ -n "$kpkg_ver" ] || die "no candidate version for $kpkg"
+fi
 
 # --- Up to date? ------------------------------------------------------------
 
@@ -118,7 +143,7 @@ fetch_deb() {
     # As root apt drops privileges to _apt, which cannot write to a root-owned
     # cache dir; it then falls back to root with a warning.  Skip the attempt.
     [ "$(id -u)" = 0 ] && apt_opts=(-o APT::Sandbox::User=root)
-    (cd "$cache" && apt-get -q "${apt_opts[@]}" download "$1=$2" >&2) \
+    (cd "$cache" && apt-get -q "${apt_cache_opts[@]}" "${apt_opts[@]}" download "$1=$2" >&2) \
         || die "apt-get download $1=$2 failed"
     find_deb "$1" "$2" || die "downloaded $1=$2 but cannot find it in $cache"
 }
@@ -166,12 +191,14 @@ install -m 0755 "$init_src" "$root/init"
 # Index the package's modules by normalised name ('-' and '_' are equivalent
 # in module names) and note which ones are built in.
 declare -A modfile=() builtin=() staged=()
-modname() { local b=${1##*/}; b=${b%%.ko*}; echo "${b//-/_}"; }
+# Normalised module name of path $1, in $mod (no subshell: ~4000 calls).
+modname() { mod=${1##*/}; mod=${mod%%.ko*}; mod=${mod//-/_}; }
 while read -r f; do
-    modfile[$(modname "$f")]=${f#"$ksrc"/}
+    modname "$f"
+    modfile[$mod]=${f#"$ksrc"/}
 done < <(find "$ksrc/kernel" -type f \( -name '*.ko' -o -name '*.ko.*' \))
 if [ -f "$ksrc/modules.builtin" ]; then
-    while read -r f; do builtin[$(modname "$f")]=1; done <"$ksrc/modules.builtin"
+    while read -r f; do modname "$f"; builtin[$mod]=1; done <"$ksrc/modules.builtin"
 fi
 
 load_order=()
@@ -214,9 +241,15 @@ done <"$list_src"
 
 printf '%s\n' "${load_order[@]}" >"$root/etc/modules.load"
 cp "$list_src" "$root/etc/modules.list"
-for f in modules.order modules.builtin modules.builtin.modinfo; do
+for f in modules.builtin modules.builtin.modinfo; do
     if [ -f "$ksrc/$f" ]; then cp "$ksrc/$f" "$kdst/$f"; fi
 done
+# modules.order (used by depmod for ordering) restricted to what we ship.
+printf '%s\n' "${load_order[@]}" | awk '{ print $2 }' | sort >"$tmp/shipped"
+if [ -f "$ksrc/modules.order" ]; then
+    awk 'NR == FNR { ship[$0] = 1; next } ($0 in ship)' "$tmp/shipped" "$ksrc/modules.order" \
+        >"$kdst/modules.order"
+fi
 # modules.dep & co. for the staged subset, so `modprobe` works interactively.
 depmod -b "$root" "$kver"
 log "kernel $kver, modules: $(printf '%s\n' "${load_order[@]}" | awk '{ print $1 }' | paste -sd' ')"

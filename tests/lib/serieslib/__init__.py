@@ -9,7 +9,7 @@ Put <repo>/tests/lib on sys.path, then::
 Modules:
   paths      locations of QEMU build/binary/python lib and of the guest
              (env overrides QEMU_BUILD_DIR, QEMU_BINARY, QEMU_PYTHON_DIR,
-             GUEST_DIR, GUEST_KERNEL, GUEST_INITRD)
+             GUEST_DIR, GUEST_KERNEL, GUEST_INITRD, QEMU_FIRMWARE_DIRS)
   skip       require_*() helpers raising unittest.SkipTest
   netns      Netns: throw-away network namespace with bridge/veth/TAP/macvtap
              helpers and guaranteed cleanup
@@ -28,14 +28,15 @@ from .guest import (Guest, GuestCommandError, GuestError, probe_kvm,
                     select_accel)
 from .migration import MigrationError, migrate, start_destination
 from .netns import Netns, NetnsError, cleanup_stale
-from .skip import (require_binary, require_guest, require_qemu_python,
+from .skip import (require_binary, require_firmware, require_guest,
+                   require_qemu_python,
                    require_root, require_tun, require_vhost_net)
 
 __all__ = [
     "paths", "ConsoleReader", "ConsoleTimeout", "Guest",
     "GuestCommandError", "GuestError", "probe_kvm", "select_accel",
     "MigrationError", "migrate", "start_destination", "Netns", "NetnsError",
-    "cleanup_stale", "require_binary", "require_guest",
+    "cleanup_stale", "require_binary", "require_firmware", "require_guest",
     "require_qemu_python", "require_root", "require_tun",
     "require_vhost_net",
 ]

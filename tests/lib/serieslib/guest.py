@@ -221,7 +221,10 @@ class Guest:
     def qemu_args(self) -> List[str]:
         """Arguments for QEMU on top of what QEMUMachine adds itself
         (-display none, QMP monitor, -machine, serial console chardev)."""
-        args = ["-nodefaults", "-no-reboot",
+        args = []
+        for directory in paths.firmware_dirs():
+            args += ["-L", directory]
+        args += ["-nodefaults", "-no-reboot",
                 "-accel", self.accel,
                 "-m", str(self.memory), "-smp", str(self.smp),
                 "-kernel", self.kernel, "-initrd", self.initrd,
@@ -279,10 +282,10 @@ class Guest:
         try:
             self.vm.launch()
         except Exception as exc:
-            log = getattr(exc, "output", None) or self.vm.get_log() or ""
+            # VMLaunchFailure's message already has QEMU's output.
             self.vm = None
-            raise GuestError(f"{self.name}: QEMU failed to start: {exc}\n"
-                             f"{log}") from exc
+            raise GuestError(f"{self.name}: QEMU failed to start: {exc}") \
+                from exc
         # QMP commands must not block forever if QEMU wedges.  QEMUMachine
         # only exposes an accept timeout, so set it on the connection.
         conn = getattr(self.vm, "_qmp_connection", None)
@@ -303,11 +306,12 @@ class Guest:
         if timeout is None:
             timeout = BOOT_TIMEOUT_KVM if self.accel == "kvm" \
                 else BOOT_TIMEOUT_TCG
-        match = self.wait_console(rf"{READY}|{NET_FAILED}:?[^\r\n]*",
+        match = self.wait_console(rf"{READY}|{NET_FAILED}[^\r\n]*\r?\n",
                                   timeout=timeout)
         if match.group(0).startswith(NET_FAILED.encode()):
             raise GuestError(f"{self.name}: "
-                             f"{match.group(0).decode(errors='replace')}")
+                             f"{match.group(0).decode(errors='replace')}"
+                             f"console:\n{self.console.tail()}")
 
     def is_running(self) -> bool:
         return self.vm is not None and self.vm.is_running()

@@ -58,8 +58,21 @@ def require_qemu_python() -> None:
 
 
 def require_guest() -> None:
-    """Skip unless the offline guest (kernel + initramfs) has been built."""
+    """Skip unless the offline guest (kernel + initramfs) has been built and
+    the firmware to boot it is there."""
     for path in (paths.guest_kernel(), paths.guest_initrd()):
         if not path.is_file():
             raise unittest.SkipTest(
                 f"guest image {path} missing (run tests/guest/build.sh)")
+    require_firmware()
+
+
+def require_firmware(names=("bios-256k.bin", "linuxboot_dma.bin")) -> None:
+    """Skip unless the firmware blobs needed to boot the x86 guest with
+    -kernel are found (see paths.firmware_dirs)."""
+    for name in names:
+        if paths.find_firmware(name) is None:
+            raise unittest.SkipTest(
+                f"firmware {name} not found in {paths.firmware_dirs()} "
+                "(install seabios and qemu-system-data, or set "
+                "QEMU_FIRMWARE_DIRS)")
