@@ -57,9 +57,46 @@ in_sync_with_patches() {
     return $rc
 }
 
+# configure-overlay: fixups the stripped +ds tarball needs, and the trimmed
+# device set.  One commit on top of "base", tagged "overlay", kept apart
+# from the series.
+apply_overlay() {
+    git_src checkout -q -B base-branch base
+    # The fixups are kept per QEMU major.minor (the meson files differ);
+    # a base without a set of its own gets the newest one.
+    if [ ! -e "$SRC/pc-bios/bios-256k.bin" ]; then
+        local mm fixdir f
+        mm=$(cut -d. -f1-2 "$SRC/VERSION")
+        fixdir="$TOP/configure-overlay/fixups/$mm"
+        [ -d "$fixdir" ] || fixdir=$(ls -d "$TOP"/configure-overlay/fixups/*/ | sort -V | tail -n1)
+        for f in "${fixdir%/}"/*.patch; do
+            info "overlay: ${f#"$TOP"/}"
+            patch -s -p1 -f -d "$SRC" --no-backup-if-mismatch < "$f" ||
+                die "overlay fixup ${f#"$TOP"/} does not apply to this base ($(cat "$SRC/VERSION"))"
+        done
+    fi
+    install -m 644 "$TOP/configure-overlay/devices/x86_64-softmmu.mak" \
+        "$SRC/configs/devices/x86_64-softmmu/series-test.mak"
+    git_src add -A .
+    git_src commit -q -m "configure-overlay: stripped tarball fixups, trimmed device set"
+    git_src tag -f overlay >/dev/null
+}
+
 fresh=1
 if [ -f "$stamp" ] && [ -d "$SRC/.git" ]; then
     read -r s_base s_overlay s_series s_head < "$stamp" || true
+    if [ "$s_base" = "$base_id" ] && [ "$s_overlay" != "$overlay_id" ] &&
+       [ "$(git -C "$SRC" rev-parse HEAD)" = "$s_head" ] &&
+       [ -z "$(git -C "$SRC" status --porcelain --untracked-files=no)" ]; then
+        # Same base, new overlay: redo the overlay commit and the series
+        # in place; files that do not change keep their timestamps, so the
+        # rebuild stays incremental.
+        info "configure-overlay changed: re-applying it and the series"
+        apply_overlay
+        apply_series
+        echo "$base_id $overlay_id $series_id $(git -C "$SRC" rev-parse HEAD)" > "$stamp"
+        exit 0
+    fi
     if [ "$s_base" = "$base_id" ] && [ "$s_overlay" = "$overlay_id" ]; then
         fresh=0
         if [ "$s_series" = "$series_id" ] && [ "$(git -C "$SRC" rev-parse HEAD)" = "$s_head" ]; then
@@ -110,25 +147,7 @@ if [ $fresh = 1 ]; then
     printf '/build/\n' >> "$SRC/.git/info/exclude"
     git -C "$SRC" config gc.auto 0
 
-    # configure-overlay: fixups the stripped +ds tarball needs, and the
-    # trimmed device set.  One commit, kept apart from the series.
-    # The fixups are kept per QEMU major.minor (the meson files differ);
-    # a base without a set of its own gets the newest one.
-    if [ ! -e "$SRC/pc-bios/bios-256k.bin" ]; then
-        mm=$(cut -d. -f1-2 "$SRC/VERSION")
-        fixdir="$TOP/configure-overlay/fixups/$mm"
-        [ -d "$fixdir" ] || fixdir=$(ls -d "$TOP"/configure-overlay/fixups/*/ | sort -V | tail -n1)
-        for f in "${fixdir%/}"/*.patch; do
-            info "overlay: ${f#"$TOP"/}"
-            patch -s -p1 -f -d "$SRC" --no-backup-if-mismatch < "$f" ||
-                die "overlay fixup ${f#"$TOP"/} does not apply to this base ($(cat "$SRC/VERSION"))"
-        done
-    fi
-    install -m 644 "$TOP/configure-overlay/devices/x86_64-softmmu.mak" \
-        "$SRC/configs/devices/x86_64-softmmu/series-test.mak"
-    git_src add -A .
-    git_src commit -q -m "configure-overlay: stripped tarball fixups, trimmed device set"
-    git_src tag -f overlay >/dev/null
+    apply_overlay
     apply_series
 fi
 

@@ -22,6 +22,7 @@ CONFIG_E1000E_PCI_EXPRESS=y
 # PCI topology for failover and hotplug.
 CONFIG_PCIE_PORT=y
 CONFIG_PCI_BRIDGE=y
+CONFIG_PCIE_PCI_BRIDGE=y
 
 # ACPI_X86 selects ACPI_CXL, whose code calls into hw/cxl, which calls
 # into the CXL type 3 device; all three are only "default y" (CXL also

@@ -83,13 +83,13 @@ apt_candidates() {
 
 # The kernel meta package depends on the real image package, normally with
 # an exact version: "linux-image-6.1.0-NN-amd64 (= 6.1.x-y)".
-kpkg= kpkg_ver= bb_ver=
+kpkg='' kpkg_ver='' bb_ver=''
 while read -r p v d; do
     case "$p" in
         busybox-static) bb_ver=$v ;;
         "$kernel_meta")
-            kpkg=$(tr ',|' '\n\n' <<<"$d" | awk '$1 ~ /^linux-image-[0-9]/ { print $1; exit }')
-            kpkg_ver=$(tr ',|' '\n\n' <<<"$d" \
+            kpkg=$(tr ',|' '\n' <<<"$d" | awk '$1 ~ /^linux-image-[0-9]/ { print $1; exit }')
+            kpkg_ver=$(tr ',|' '\n' <<<"$d" \
                 | awk -v k="$kpkg" '$1 == k && $2 == "(=" { sub(/\)$/, "", $3); print $3; exit }')
             ;;
     esac
@@ -161,7 +161,9 @@ dpkg-deb -x "$kdeb" "$tmp/kernel"
 dpkg-deb -x "$bbdeb" "$tmp/busybox"
 
 kvers=("$tmp"/kernel/lib/modules/*)
-[ "${#kvers[@]}" = 1 ] && [ -d "${kvers[0]}" ] || die "expected exactly one module tree in $kpkg"
+if [ "${#kvers[@]}" != 1 ] || [ ! -d "${kvers[0]}" ]; then
+    die "expected exactly one module tree in $kpkg"
+fi
 kver=${kvers[0]##*/}
 kimage="$tmp/kernel/boot/vmlinuz-$kver"
 [ -f "$kimage" ] || die "no /boot/vmlinuz-$kver in $kpkg"

@@ -14,9 +14,9 @@ A -> B, `cont` B, quit A, ping again (now answered by B) and check that B's
 serial console shell still responds.
 
 Skips (TAP "ok ... # SKIP reason") when not root, without /dev/net/tun, or
-when the QEMU binary, its python library, the guest image or the x86
-firmware (seabios bios-256k.bin, linuxboot_dma.bin from qemu-system-data)
-is missing.
+when the QEMU binary, its python library or the guest image is missing.
+Missing firmware (bios-256k.bin, linuxboot_dma.bin) is an error: `make`
+wires it into the build tree.
 Environment: see tests/lib/serieslib/__init__.py (SERIES_ACCEL,
 SERIES_LOG_DIR, QEMU_BUILD_DIR, GUEST_DIR, ...).  SMOKE_INJECT_FAILURE=1
 makes the test fail after the migration, to check that cleanup works.

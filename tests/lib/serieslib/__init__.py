@@ -9,7 +9,7 @@ Put <repo>/tests/lib on sys.path, then::
 Modules:
   paths      locations of QEMU build/binary/python lib and of the guest
              (env overrides QEMU_BUILD_DIR, QEMU_BINARY, QEMU_PYTHON_DIR,
-             GUEST_DIR, GUEST_KERNEL, GUEST_INITRD, QEMU_FIRMWARE_DIRS)
+             GUEST_DIR, GUEST_KERNEL, GUEST_INITRD)
   skip       require_*() helpers raising unittest.SkipTest
   netns      Netns: throw-away network namespace with bridge/veth/TAP/macvtap
              helpers and guaranteed cleanup

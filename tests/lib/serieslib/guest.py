@@ -221,10 +221,7 @@ class Guest:
     def qemu_args(self) -> List[str]:
         """Arguments for QEMU on top of what QEMUMachine adds itself
         (-display none, QMP monitor, -machine, serial console chardev)."""
-        args = []
-        for directory in paths.firmware_dirs():
-            args += ["-L", directory]
-        args += ["-nodefaults", "-no-reboot",
+        args = ["-nodefaults", "-no-reboot",
                 "-accel", self.accel,
                 "-m", str(self.memory), "-smp", str(self.smp),
                 "-kernel", self.kernel, "-initrd", self.initrd,

@@ -10,8 +10,6 @@ the environment:
   GUEST_DIR        offline guest output     (default <repo>/build/guest)
   GUEST_KERNEL     guest kernel             (default <GUEST_DIR>/vmlinuz)
   GUEST_INITRD     guest initramfs          (default <GUEST_DIR>/initramfs.cpio.gz)
-  QEMU_FIRMWARE_DIRS  ':'-separated firmware directories passed with -L
-                   (default: the build's configured firmware path)
 """
 
 import os
@@ -53,37 +51,32 @@ def guest_initrd() -> Path:
     return _env_path("GUEST_INITRD", guest_dir() / "initramfs.cpio.gz")
 
 
-# Used when the build's config-host.h cannot be read.
-DEFAULT_FIRMWARE_PATH = ["/usr/share/qemu", "/usr/share/seabios",
-                         "/usr/lib/ipxe/qemu"]
-
-
 def firmware_dirs() -> list:
-    """Existing firmware directories to pass to QEMU with -L.
+    """Directories the QEMU under test searches for firmware.
 
-    A QEMU run from its build tree relocates its configured firmware path
-    (--firmwarepath) into <build>/qemu-bundle/, where the distribution's
-    seabios/ipxe/qemu-system-data blobs are not, so the tests name the real
-    directories explicitly."""
-    env = os.environ.get("QEMU_FIRMWARE_DIRS")
-    if env is not None:
-        dirs = [d for d in env.split(":") if d]
-    else:
-        dirs = DEFAULT_FIRMWARE_PATH
-        try:
-            config = (qemu_build_dir() / "config-host.h").read_text()
-            match = re.search(r"#define CONFIG_QEMU_FIRMWAREPATH (.*)", config)
-            if match:
-                dirs = re.findall(r'"([^"]*)"', match.group(1))
-        except OSError:
-            pass
+    A QEMU run from its build tree relocates its data directory and its
+    configured firmware path (--firmwarepath) below <build>/qemu-bundle/;
+    scripts/build.sh links the distribution's seabios/ipxe firmware and
+    the option ROMs it built in there, so no -L is needed.  Listed here
+    only to check that the firmware is present."""
+    bundle = qemu_build_dir() / "qemu-bundle"
+    dirs = []
+    try:
+        config = (qemu_build_dir() / "config-host.h").read_text()
+    except OSError:
+        return dirs
+    for key in ("CONFIG_QEMU_FIRMWAREPATH", "CONFIG_QEMU_DATADIR"):
+        match = re.search(rf"#define {key} (.*)", config)
+        if match:
+            dirs += [str(bundle) + d for d in re.findall(r'"([^"]*)"',
+                                                         match.group(1))]
     return [d for d in dirs if os.path.isdir(d)]
 
 
 def find_firmware(name: str):
-    """Path of firmware file name in firmware_dirs() or the build tree, or
+    """Path of firmware file name in firmware_dirs(), or
     None."""
-    for directory in firmware_dirs() + [str(qemu_build_dir() / "pc-bios")]:
+    for directory in firmware_dirs():
         candidate = os.path.join(directory, name)
         if os.path.isfile(candidate):
             return candidate
