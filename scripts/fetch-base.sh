@@ -29,7 +29,11 @@ fi
 info "fetching $name from $url"
 tmp="$out.part"
 rm -f "$tmp"
-/usr/lib/apt/apt-helper download-file "$url" "$tmp" "SHA256:$sha" >&2 ||
+# As root apt would drop to the _apt user, which cannot write to the
+# root-owned cache, and warns before falling back to root: skip the try.
+sandbox=()
+[ "$(id -u)" = 0 ] && sandbox=(-o APT::Sandbox::User=root)
+/usr/lib/apt/apt-helper "${sandbox[@]}" download-file "$url" "$tmp" "SHA256:$sha" >&2 ||
     die "download of $url failed"
 verify "$tmp" || { rm -f "$tmp"; die "$name: sha256 mismatch (want $sha)"; }
 mv "$tmp" "$out"

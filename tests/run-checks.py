@@ -50,7 +50,10 @@ def list_file(path):
 def collect():
     checks = [Check("hygiene", "series hygiene",
                     ["bash", str(TOP / "tests/hygiene/check-series.sh")],
-                    timeout=600)]
+                    timeout=600),
+              Check("hygiene", "hygiene self-test",
+                    ["bash", str(TOP / "tests/hygiene/selftest.sh")],
+                    timeout=900)]
 
     qenv = {"QTEST_QEMU_BINARY": str(QEMU),
             "QTEST_QEMU_IMG": str(OBJ / "qemu-img"),

@@ -12,6 +12,9 @@
 # checkpatch.pl.
 set -uo pipefail
 . "$(dirname "$0")/../../scripts/lib.sh"
+# The series to check (default: this repo's); the self-test points it at
+# deliberately broken copies.
+PT=${SERIES_TOP:-$TOP}
 
 n=0
 failed=0
@@ -22,14 +25,14 @@ skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-mapfile -t patches < <(awk '!/^#/ && NF {print $1}' "$TOP/series")
+mapfile -t patches < <(awk '!/^#/ && NF {print $1}' "$PT/series")
 
 # 1. series <-> patches/
 problems=()
 for p in "${patches[@]}"; do
-    [ -f "$TOP/patches/$p" ] || problems+=("series names $p, not in patches/")
+    [ -f "$PT/patches/$p" ] || problems+=("series names $p, not in patches/")
 done
-for f in "$TOP"/patches/*.patch; do
+for f in "$PT"/patches/*.patch; do
     [ -e "$f" ] || continue
     printf '%s\n' "${patches[@]}" | grep -qxF "$(basename "$f")" || problems+=("$(basename "$f") is not in series")
 done
@@ -38,7 +41,7 @@ else notok "series and patches/ agree" "${problems[@]}"; fi
 
 # 2. headers of each patch
 for p in "${patches[@]}"; do
-    f="$TOP/patches/$p"
+    f="$PT/patches/$p"
     [ -f "$f" ] || continue
     problems=()
     head -n1 "$f" | grep -q '^From [0-9a-f]\{40\} ' || problems+=("no git format-patch 'From <sha>' line")
@@ -62,13 +65,31 @@ if ! git -C "$SRC" rev-parse -q --verify base >/dev/null 2>&1; then
     echo "1..$n"; exit $((failed > 0))
 fi
 
+# The base, as far as the series is concerned: only the files its
+# patches touch.  Applying a patch reads nothing else, and git's blob ids
+# (hence the exported "index" lines) depend only on file contents, so
+# this checks exactly what a full tree would, in a fraction of the time.
+mapfile -t touched < <(for p in "${patches[@]}"; do
+                           [ -f "$PT/patches/$p" ] || continue
+                           sed -n 's|^diff --git a/\([^ ]*\) b/.*|\1|p' "$PT/patches/$p"
+                       done | sort -u)
+present=()
+if [ ${#touched[@]} -gt 0 ]; then
+    mapfile -t present < <(git -C "$SRC" ls-tree -r --name-only base -- "${touched[@]}")
+fi
+extract_base() {
+    mkdir -p "$1"
+    if [ ${#present[@]} -gt 0 ]; then
+        git -C "$SRC" archive base -- "${present[@]}" | tar -C "$1" -xf -
+    fi
+}
+
 # 3. quilt on the pristine base
-mkdir -p "$work/quilt"
-git -C "$SRC" archive base | tar -C "$work/quilt" -xf -
+extract_base "$work/quilt"
 if [ ${#patches[@]} -eq 0 ]; then
     skip "quilt push -a without fuzz or offsets" "empty series"
 else
-    out=$(cd "$work/quilt" && QUILT_PATCHES="$TOP/patches" QUILT_SERIES="$TOP/series" \
+    out=$(cd "$work/quilt" && QUILT_PATCHES="$PT/patches" QUILT_SERIES="$PT/series" \
           QUILTRC=/dev/null quilt push -a 2>&1)
     rc=$?
     bad=$(echo "$out" | grep -Ei 'fuzz|offset|fail|reject' || true)
@@ -78,25 +99,24 @@ fi
 
 # 4. git am on a git-initialised base, then export and compare
 g=(git -C "$work/quilt-git" "${GIT_ID[@]}")
-mkdir -p "$work/quilt-git"
-git -C "$SRC" archive base | tar -C "$work/quilt-git" -xf -
+extract_base "$work/quilt-git"
 git -C "$work/quilt-git" init -q -b main
-"${g[@]}" add -A -f . && "${g[@]}" commit -q -m base && "${g[@]}" tag overlay
+"${g[@]}" add -A -f . && "${g[@]}" commit -q --allow-empty -m base && "${g[@]}" tag overlay
 amlog=""
 amrc=0
 for p in "${patches[@]}"; do
-    amlog=$("${g[@]}" am -q "$TOP/patches/$p" 2>&1) || { amrc=1; amlog="$p: $amlog"; break; }
+    amlog=$("${g[@]}" am -q "$PT/patches/$p" 2>&1) || { amrc=1; amlog="$p: $amlog"; break; }
 done
 if [ $amrc = 0 ]; then ok "git am of the whole series"
 else notok "git am of the whole series" "$amlog"; fi
 if [ $amrc = 0 ]; then
     if "$TOP/scripts/export-series.sh" "$work/quilt-git" "$work/export" >/dev/null 2>&1 &&
-       diff -r "$TOP/patches" "$work/export/patches" >/dev/null 2>&1 &&
-       diff "$TOP/series" "$work/export/series" >/dev/null; then
+       diff -r "$PT/patches" "$work/export/patches" >/dev/null 2>&1 &&
+       diff "$PT/series" "$work/export/series" >/dev/null; then
         ok "export-series.sh reproduces patches/ and series"
     else
         notok "export-series.sh reproduces patches/ and series" \
-            "$(diff -r "$TOP/patches" "$work/export/patches" 2>&1 | head -n 10)"
+            "$(diff -r "$PT/patches" "$work/export/patches" 2>&1 | head -n 10)"
     fi
 else
     skip "export-series.sh reproduces patches/ and series" "git am failed"
@@ -104,7 +124,7 @@ fi
 
 # 5. checkpatch
 for p in "${patches[@]}"; do
-    out=$(cd "$SRC" && perl scripts/checkpatch.pl --no-color "$TOP/patches/$p" 2>&1)
+    out=$(cd "$SRC" && perl scripts/checkpatch.pl --no-color "$PT/patches/$p" 2>&1)
     rc=$?
     if [ $rc = 0 ]; then ok "checkpatch.pl: $p"
     else notok "checkpatch.pl: $p" "$(echo "$out" | grep -E '^(ERROR|WARNING)' | head -n 8)"; fi
