@@ -6,7 +6,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-[ -d "$SRC/.git" ] || die "$SRC is not prepared; run scripts/prepare-tree.sh"
+[ -e "$SRC/.git" ] || die "$SRC is not prepared; run scripts/prepare-tree.sh"
 
 opts=()
 while read -r line; do
