@@ -92,7 +92,7 @@ else
     out=$(cd "$work/quilt" && QUILT_PATCHES="$PT/patches" QUILT_SERIES="$PT/series" \
           QUILTRC=/dev/null quilt push -a 2>&1)
     rc=$?
-    bad=$(echo "$out" | grep -Ei 'fuzz|offset|fail|reject' || true)
+    bad=$(echo "$out" | grep -E '^Hunk #|rejects|can.t find file|Reversed' || true)
     if [ $rc = 0 ] && [ -z "$bad" ]; then ok "quilt push -a without fuzz or offsets"
     else notok "quilt push -a without fuzz or offsets" "rc=$rc" ${bad:+"$bad"} "$(echo "$out" | tail -n 5)"; fi
 fi

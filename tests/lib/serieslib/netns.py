@@ -272,10 +272,12 @@ class Netns:
         its character device (/dev/tapN, or a private node with the same
         device number if /dev/tapN is missing or belongs to another
         namespace)."""
-        args = ["link", "add", "link", lower, "name", name,
-                "type", "macvtap", "mode", mode]
+        # ip(8) takes link attributes such as "address" only before
+        # "type"; everything after "type macvtap" is macvtap's own.
+        args = ["link", "add", "link", lower, "name", name]
         if mac:
             args += ["address", mac]
+        args += ["type", "macvtap", "mode", mode]
         self.ip(*args)
         self.set_up(name)
         # sysfs is remounted for the namespace by `ip netns exec`.
