@@ -48,7 +48,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 # pylint: disable=wrong-import-position
-from serieslib import (Guest, paths, require_binary,  # noqa: E402
+from serieslib import (main, Guest, paths, require_binary,  # noqa: E402
                        require_guest, require_qemu_python)
 
 SHM_SIZE = 1 << 20
@@ -482,22 +482,5 @@ def build_overlay() -> str:
     return proc.stdout.strip().splitlines()[-1]
 
 
-def _main():
-    try:
-        from pycotap import TAPTestRunner  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        system_python = "/usr/bin/python3"
-        if os.path.realpath(sys.executable) != os.path.realpath(
-                system_python) and os.path.exists(system_python):
-            os.execv(system_python, [system_python] + sys.argv)
-        print("Bail out! pycotap missing (apt-get install python3-pycotap)")
-        sys.exit(1)
-
-    import signal  # pylint: disable=import-outside-toplevel
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-
-    unittest.main(testRunner=TAPTestRunner(), buffer=False)
-
-
 if __name__ == "__main__":
-    _main()
+    main()

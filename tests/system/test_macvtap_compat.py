@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 # pylint: disable=wrong-import-position
-from serieslib import (Guest, Netns, NetnsError, paths,  # noqa: E402
+from serieslib import (main, Guest, Netns, NetnsError, paths,  # noqa: E402
                        require_binary, require_guest, require_qemu_python,
                        require_root, require_tun, require_vhost_net)
 
@@ -240,22 +240,5 @@ class MacvtapCompat(unittest.TestCase):
         self.check_guest(guest, mrg_expected=True)
 
 
-def _main():
-    try:
-        from pycotap import TAPTestRunner  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        system_python = "/usr/bin/python3"
-        if os.path.realpath(sys.executable) != os.path.realpath(
-                system_python) and os.path.exists(system_python):
-            os.execv(system_python, [system_python] + sys.argv)
-        print("Bail out! pycotap missing (apt-get install python3-pycotap)")
-        sys.exit(1)
-
-    import signal  # pylint: disable=import-outside-toplevel
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-
-    unittest.main(testRunner=TAPTestRunner(), buffer=False)
-
-
 if __name__ == "__main__":
-    _main()
+    main()

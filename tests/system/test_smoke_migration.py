@@ -31,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 # pylint: disable=wrong-import-position
-from serieslib import (Guest, Netns, migrate, require_binary,  # noqa: E402
+from serieslib import (main, Guest, Netns, migrate, require_binary,  # noqa: E402
                        require_guest, require_qemu_python, require_root,
                        require_tun, start_destination)
 
@@ -132,26 +132,5 @@ class SmokeMigration(unittest.TestCase):
               f" test-total={time.monotonic() - t_start:.1f}s")
 
 
-def _main():
-    try:
-        from pycotap import TAPTestRunner  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        # pycotap is a Debian package for the system python; if another
-        # python3 comes first in PATH, rerun under the system one.
-        system_python = "/usr/bin/python3"
-        if os.path.realpath(sys.executable) != os.path.realpath(
-                system_python) and os.path.exists(system_python):
-            os.execv(system_python, [system_python] + sys.argv)
-        print("Bail out! pycotap missing (apt-get install python3-pycotap)")
-        sys.exit(1)
-
-    # SIGTERM (e.g. a CI timeout) becomes SystemExit inside the test, which
-    # unittest records as an error and then still runs the cleanups.
-    import signal  # pylint: disable=import-outside-toplevel
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-
-    unittest.main(testRunner=TAPTestRunner(), buffer=False)
-
-
 if __name__ == "__main__":
-    _main()
+    main()

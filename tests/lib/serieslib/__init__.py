@@ -16,6 +16,7 @@ Modules:
   console    ConsoleReader: drained serial console with pattern waiting
   guest      Guest: QEMUMachine-based guest, accelerator selection
   migration  migrate(), start_destination()
+  runner     main(): run a test module's tests with TAP output
 
 Environment knobs: SERIES_ACCEL=kvm|tcg (force the accelerator),
 SERIES_BOOT_TIMEOUT (TCG boot timeout, default 180 s), SERIES_LOG_DIR (keep
@@ -28,6 +29,7 @@ from .guest import (Guest, GuestCommandError, GuestError, probe_kvm,
                     select_accel)
 from .migration import MigrationError, migrate, start_destination
 from .netns import Netns, NetnsError, cleanup_stale
+from .runner import main
 from .skip import (require_binary, require_firmware, require_guest,
                    require_qemu_python,
                    require_root, require_tun, require_vhost_net)
@@ -36,7 +38,7 @@ __all__ = [
     "paths", "ConsoleReader", "ConsoleTimeout", "Guest",
     "GuestCommandError", "GuestError", "probe_kvm", "select_accel",
     "MigrationError", "migrate", "start_destination", "Netns", "NetnsError",
-    "cleanup_stale", "require_binary", "require_firmware", "require_guest",
+    "cleanup_stale", "main", "require_binary", "require_firmware", "require_guest",
     "require_qemu_python", "require_root", "require_tun",
     "require_vhost_net",
 ]
