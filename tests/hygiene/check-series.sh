@@ -75,7 +75,11 @@ mapfile -t touched < <(for p in "${patches[@]}"; do
                        done | sort -u)
 present=()
 if [ ${#touched[@]} -gt 0 ]; then
-    mapfile -t present < <(git -C "$SRC" ls-tree -r --name-only base -- "${touched[@]}")
+    # .gitattributes too: they pick the diff drivers (e.g. diff=python)
+    # that write the function names in the exported hunk headers.
+    mapfile -t present < <({ git -C "$SRC" ls-tree -r --name-only base -- "${touched[@]}"
+                             git -C "$SRC" ls-tree -r --name-only base |
+                                 grep -E '(^|/)\.gitattributes$'; } | sort -u)
 fi
 extract_base() {
     mkdir -p "$1"
