@@ -218,6 +218,10 @@ def traffic_main(argv) -> None:
         "icmp_duplicates": dups[0],
         "blackout_ms": round(blackout * 1000, 1),
         "blackout_wall": [gap_from + to_wall, gap_to + to_wall],
+        # Every gap over 3 ms (at most 50, longest first), wall clock
+        "gaps_wall": [[a + to_wall, b + to_wall]
+                      for d, a, b in sorted(gaps, reverse=True)[:50]
+                      if d > 0.003],
         "udp_sent": sent_udp,
         "udp_received": len(udp_received),
         "udp_lost": sent_udp - len(udp_received),
