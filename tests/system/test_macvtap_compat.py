@@ -12,13 +12,14 @@ Everything runs in a private network namespace (198.18.0.0/24):
 Detection (QEMU under -accel qtest, no guest): x-tap-backend-kind of the
 virtio-net device is "macvtap" for the macvtap passed as fd=, as fds=
 (two queues) and by ifname=, and "tun" for a tun TAP by ifname= and fd=.
-With the policy on (pc-q35-5.2) mrg_rxbuf is cleared on the macvtap only;
+With the policy on (x-macvtap-mrg-rxbuf-compat=on) mrg_rxbuf is cleared
+on the macvtap only, and without it nothing changes, also on pc-q35-5.2;
 x-macvtap-compat-vhost-only=on keeps it without vhost-net and clears it
 with vhost=on (skipped without /dev/vhost-net).  ipvtap is not covered.
 
 Guests (TCG, one at a time): the same macvtap with the policy (machine
-type pc-q35-5.2, macvtap passed as fd=, detected automatically) and
-without it (q35, ifname=).  The guest's
+type pc-q35-5.2, the policy set on the device, macvtap passed as fd=,
+detected automatically) and without it (q35, ifname=).  The guest's
 /sys/bus/virtio/devices/*/features has bit 15 (VIRTIO_NET_F_MRG_RXBUF)
 clear, resp. set, and pings flow both ways, also with large packets.
 
@@ -42,7 +43,8 @@ MAC = "52:54:00:4d:56:01"
 HOST_IP = "198.18.0.1"
 GUEST_IP = "198.18.0.2"
 NIC_PATH = "/machine/peripheral/nic0"
-OLD_MACHINE = "pc-q35-5.2"       # newest machine type with the policy on
+OLD_MACHINE = "pc-q35-5.2"       # the oldest machine types still there
+POLICY = ",x-macvtap-mrg-rxbuf-compat=on"
 FIXED_FD = 100                   # where the tun helper puts its fd
 
 # Opens /dev/net/tun inside the namespace, attaches it to argv[1] and
@@ -100,7 +102,7 @@ class MacvtapCompat(unittest.TestCase):
 
     # -- QEMU without a guest --------------------------------------------
     def probe(self, netdev: str, machine: str = OLD_MACHINE,
-              nic_opts: str = "", wrap=()):
+              nic_opts: str = POLICY, wrap=()):
         """Start QEMU (qtest accel) with netdev; return the NIC's detected
         kind, mrg_rxbuf and whether the host features of
         x-query-virtio-status list MRG_RXBUF."""
@@ -139,7 +141,7 @@ class MacvtapCompat(unittest.TestCase):
         fds = [self.open_macvtap(), self.open_macvtap()]
         self.assertEqual(
             self.probe(f"tap,id=hn0,fds={fds[0]}:{fds[1]}",
-                       nic_opts=",mq=on,vectors=6"),
+                       nic_opts=",mq=on,vectors=6" + POLICY),
             ("macvtap", False, False))
 
     def test_detect_macvtap_ifname(self):
@@ -151,20 +153,30 @@ class MacvtapCompat(unittest.TestCase):
         # Current machine type: detected, but the policy is off
         self.assertEqual(
             self.probe("tap,id=hn0,ifname=mvt0,script=no,downscript=no",
-                       machine="q35"),
+                       machine="q35", nic_opts=""),
+            ("macvtap", True, True))
+
+    def test_detect_macvtap_old_machine_no_policy(self):
+        # No machine type turns the policy on: a 5.2 guest keeps its ABI
+        fd = self.open_macvtap()
+        self.assertEqual(self.probe(f"tap,id=hn0,fd={fd}", nic_opts=""),
+                         ("macvtap", True, True))
+        self.assertEqual(
+            self.probe("tap,id=hn0,ifname=mvt0,script=no,downscript=no",
+                       nic_opts=",__com_redhat_macvtap_compat=on"),
             ("macvtap", True, True))
 
     def test_detect_macvtap_explicit_off(self):
         self.assertEqual(
             self.probe("tap,id=hn0,ifname=mvt0,script=no,downscript=no",
-                       nic_opts=",x-macvtap=off"),
+                       nic_opts=",x-macvtap=off" + POLICY),
             ("macvtap", True, True))
 
     def test_vhost_only_without_vhost(self):
         # RHEL's rule: without vhost-net the policy does not apply
         self.assertEqual(
             self.probe("tap,id=hn0,ifname=mvt0,script=no,downscript=no",
-                       nic_opts=",x-macvtap-compat-vhost-only=on"),
+                       nic_opts=",x-macvtap-compat-vhost-only=on" + POLICY),
             ("macvtap", True, True))
 
     def test_vhost_only_with_vhost(self):
@@ -172,7 +184,7 @@ class MacvtapCompat(unittest.TestCase):
         self.assertEqual(
             self.probe("tap,id=hn0,ifname=mvt0,script=no,downscript=no,"
                        "vhost=on",
-                       nic_opts=",x-macvtap-compat-vhost-only=on"),
+                       nic_opts=",x-macvtap-compat-vhost-only=on" + POLICY),
             ("macvtap", False, False))
 
     def test_detect_tun_ifname(self):
@@ -187,12 +199,13 @@ class MacvtapCompat(unittest.TestCase):
             ("tun", True, True))
 
     # -- guests ----------------------------------------------------------
-    def boot_guest(self, machine: str, netdev: str) -> Guest:
+    def boot_guest(self, machine: str, netdev: str,
+                   nic_opts: str = "") -> Guest:
         require_guest()
         guest = Guest(self.ns, name=f"mvt-{machine}", machine=machine,
                       ip=f"{GUEST_IP}/24", mac=MAC, netdevs=[netdev],
                       devices=[f"virtio-net-pci,id=nic0,netdev=hn0,"
-                               f"mac={MAC}"])
+                               f"mac={MAC}{nic_opts}"])
         self.guests.append(guest)
         self.addCleanup(guest.shutdown)
         try:
@@ -231,7 +244,7 @@ class MacvtapCompat(unittest.TestCase):
 
     def test_guest_policy_on_fd(self):
         fd = self.open_macvtap()
-        guest = self.boot_guest(OLD_MACHINE, f"tap,id=hn0,fd={fd}")
+        guest = self.boot_guest(OLD_MACHINE, f"tap,id=hn0,fd={fd}", POLICY)
         self.check_guest(guest, mrg_expected=False)
 
     def test_guest_policy_off_ifname(self):
