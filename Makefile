@@ -3,6 +3,7 @@
 #   make                 install build deps, fetch + verify the base, apply
 #                        configure-overlay/ and the series, build
 #   make check           run every test; last line "N passed, N failed, N skipped"
+#   make check-compat    the compatibility suite against the unpatched base
 #   make bench           benchmarks (a report; nothing is asserted)
 #   make bisect-check    build after each patch, incrementally
 #   make export          build/qemu's series branch -> patches/ + series
@@ -20,8 +21,9 @@ BUILD_ROOT := $(CURDIR)/build
 SRC := $(BUILD_ROOT)/qemu
 OBJ := $(SRC)/build
 
-.PHONY: all deps prepare build check check-hygiene check-qtest check-functional \
-        check-system bench bisect-check export guest clean distclean
+.PHONY: all deps prepare build unpatched check check-hygiene check-qtest \
+        check-functional check-system check-compat bench bisect-check export \
+        guest clean distclean
 
 all: build
 
@@ -34,19 +36,27 @@ prepare: deps
 build: prepare
 	@scripts/build.sh
 
+# The base without the series, same options: the compatibility suite and
+# the benchmarks compare against it (build/unpatched, ccache makes it cheap).
+unpatched: prepare
+	@scripts/build-unpatched.sh
+
 guest: deps
 	@tests/guest/build.sh >/dev/null
 	@tests/guest/build-ivshmem-irq.sh >/dev/null
 
 # The guest image is built here rather than by `make` so that a plain
 # build needs no kernel download.
-check: build guest
+check: build unpatched guest
 	@tests/run-checks.py
 
 check-hygiene check-qtest check-functional check-system: build guest
 	@tests/run-checks.py $(patsubst check-%,%,$@)
 
-bench: build guest
+check-compat: build unpatched guest
+	@tests/run-checks.py compat
+
+bench: build unpatched guest
 	@tests/bench/run-bench.sh
 
 bisect-check: prepare
@@ -56,7 +66,7 @@ export:
 	@scripts/export-series.sh
 
 clean:
-	rm -rf $(OBJ) $(BUILD_ROOT)/test-logs
+	rm -rf $(OBJ) $(BUILD_ROOT)/unpatched/build $(BUILD_ROOT)/test-logs
 
 distclean:
 	rm -rf $(BUILD_ROOT)

@@ -8,7 +8,7 @@ individual TAP results.  Full logs go to build/test-logs/.
 
   tests/run-checks.py [--list] [--only SUBSTRING ...] [GROUP ...]
 
-Groups: hygiene, qtest, functional, system (default: all of them).
+Groups: hygiene, qtest, functional, system, compat (default: all of them).
 """
 
 import argparse
@@ -79,6 +79,13 @@ def collect():
     for t in sorted((TOP / "tests/system").glob("test_*.py")):
         checks.append(Check("system", f"system {t.name}",
                             ["/usr/bin/python3", str(t)], senv, timeout=1800))
+
+    # compat: patched vs the unpatched base (scripts/build-unpatched.sh);
+    # the binaries are overridable with COMPAT_PATCHED_QEMU and
+    # COMPAT_UNPATCHED_QEMU, see tests/compat/README.md.
+    for t in sorted((TOP / "tests/compat").glob("test_*.py")):
+        checks.append(Check("compat", f"compat {t.name}",
+                            ["/usr/bin/python3", str(t)], senv, timeout=1200))
     return checks
 
 
