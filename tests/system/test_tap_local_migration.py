@@ -563,6 +563,8 @@ class TapLocalMigrationBase(unittest.TestCase):
                 os.kill(dst.get_pid(), signal.SIGKILL)
                 dst.shutdown()
                 self.assertEqual(src.runstate(), "postmigrate")
+                # The destination owned the TAP: take it back first
+                src.qmp("x-netdev-tap-reclaim")
                 src.qmp("cont")
             self.assert_network(src)
             self.assertEqual(tap_state(self.ns, self.tap), before)
