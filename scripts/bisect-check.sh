@@ -8,10 +8,7 @@ set -euo pipefail
 
 wt=$BUILD_ROOT/bisect
 git -C "$SRC" rev-parse -q --verify series >/dev/null || die "no prepared tree; run make prepare"
-if [ ! -e "$wt/.git" ]; then
-    git -C "$SRC" worktree prune
-    git -C "$SRC" worktree add -q -f --detach "$wt" overlay
-fi
+worktree_at "$wt" overlay
 commits=$(git -C "$SRC" rev-list --reverse overlay..series)
 total=$(echo "$commits" | grep -c . || true)
 i=0

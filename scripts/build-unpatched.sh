@@ -13,14 +13,8 @@ set -euo pipefail
 wt=${UNPATCHED_SRC:-$BUILD_ROOT/unpatched}
 git -C "$SRC" rev-parse -q --verify overlay >/dev/null ||
     die "no prepared tree; run make prepare"
-if [ ! -e "$wt/.git" ]; then
-    git -C "$SRC" worktree prune
-    git -C "$SRC" worktree add -q -f --detach "$wt" overlay
-fi
-# configure-overlay/ may have changed since the worktree was made
-if [ "$(git -C "$wt" rev-parse HEAD)" != "$(git -C "$SRC" rev-parse overlay)" ]; then
-    git -C "$wt" checkout -q -f --detach overlay
-fi
+# also moves it when configure-overlay/ changed since it was made
+worktree_at "$wt" overlay
 info "unpatched base at $(git -C "$wt" rev-parse --short HEAD) in $wt"
 SRC=$wt OBJ=$wt/build "$TOP/scripts/build.sh" qemu-system-x86_64 \
     contrib/ivshmem-server/ivshmem-server

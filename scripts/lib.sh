@@ -28,3 +28,15 @@ GIT_ID=(-c user.name="QEMU net series" -c user.email="qemu-net-series@example.or
 
 die() { echo "error: $*" >&2; exit 1; }
 info() { echo ">>> $*" >&2; }
+
+# A worktree of $SRC in $1, detached at revision $2 (created if missing).
+worktree_at() {
+    local wt=$1 rev=$2
+    if [ ! -e "$wt/.git" ]; then
+        git -C "$SRC" worktree prune
+        git -C "$SRC" worktree add -q -f --detach "$wt" "$rev"
+    fi
+    if [ "$(git -C "$wt" rev-parse HEAD)" != "$(git -C "$SRC" rev-parse "$rev")" ]; then
+        git -C "$wt" checkout -q -f --detach "$rev"
+    fi
+}
