@@ -44,6 +44,7 @@ unpatched: prepare
 guest: deps
 	@tests/guest/build.sh >/dev/null
 	@tests/guest/build-ivshmem-irq.sh >/dev/null
+	@tests/guest/build-rsstool.sh >/dev/null
 
 # The guest image is built here rather than by `make` so that a plain
 # build needs no kernel download.

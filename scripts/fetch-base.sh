@@ -20,11 +20,11 @@ rm -f "$out"
 # Ask apt where the tarball lives (needs a deb-src entry, see
 # install-deps.sh); fall back to the pool path on the configured mirror,
 # since older versions drop out of the Sources index but stay in the pool
-# (DEBIAN_MIRROR overrides the mirror).
+# (the mirror of the apt configuration, see debian_mirror in lib.sh).
 url=$(apt-get source --print-uris "qemu=1:${BASE}+ds-*" 2>/dev/null |
       awk -v n="$name" '$2 == n { gsub("\x27", "", $1); print $1; exit }') || true
 if [ -z "$url" ]; then
-    url="${DEBIAN_MIRROR:-http://deb.debian.org/debian}/pool/main/q/qemu/qemu_${BASE}%2bds.orig.tar.xz"
+    url="$(debian_mirror)/pool/main/q/qemu/qemu_${BASE}%2bds.orig.tar.xz"
 fi
 info "fetching $name from $url"
 tmp="$out.part"

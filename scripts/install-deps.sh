@@ -7,7 +7,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 PKGS=(build-essential gcc-multilib pkg-config ninja-build git quilt ccache bison flex
-      libglib2.0-dev libpixman-1-dev libslirp-dev libcap-ng-dev zlib1g-dev
+      libglib2.0-dev libpixman-1-dev libslirp-dev libcap-ng-dev zlib1g-dev libbpf-dev
       python3-venv bzip2 xz-utils
       seabios ipxe-qemu
       busybox-static cpio kmod
@@ -27,8 +27,23 @@ sys.exit(0 if v >= (1, 5) else 1)
 PY
 then meson_ok=1; fi
 
+# Our sources file names the mirror of the system's own apt
+# configuration; it is written again when that mirror changes.
+mirror=$(debian_mirror)
+want_sources="# Added by the QEMU net series build (scripts/install-deps.sh).
+Types: deb
+URIs: $mirror
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb-src
+URIs: $mirror
+Suites: sid trixie trixie-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
 need_sources=0
-[ -f "$SOURCES" ] || need_sources=1
+[ "$(cat "$SOURCES" 2>/dev/null)" = "$want_sources" ] || need_sources=1
 if [ ${#missing[@]} -eq 0 ] && [ $meson_ok = 1 ] && [ $need_sources = 0 ]; then
     exit 0
 fi
@@ -38,21 +53,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 if [ $need_sources = 1 ]; then
-    info "adding $SOURCES"
-    cat > "$SOURCES" <<'SRC'
-# Added by the QEMU net series build (scripts/install-deps.sh).
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: bookworm-backports
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: sid trixie trixie-backports
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
+    info "writing $SOURCES (mirror $mirror)"
+    printf '%s\n' "$want_sources" > "$SOURCES"
 fi
 export DEBIAN_FRONTEND=noninteractive
 info "apt-get update"

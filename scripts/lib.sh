@@ -40,3 +40,25 @@ worktree_at() {
         git -C "$wt" checkout -q -f --detach "$rev"
     fi
 }
+
+# The Debian mirror this machine's apt uses for its main suites: the
+# first URI of a deb822 .sources file or a one-line sources.list entry
+# that is not a security archive.  Never a host written into this code:
+# DEBIAN_MIRROR overrides it.
+debian_mirror() {
+    local f uri=${DEBIAN_MIRROR:-}
+    if [ -z "$uri" ]; then
+        for f in /etc/apt/sources.list.d/*.sources; do
+            [ -f "$f" ] && ! grep -q 'QEMU net series' "$f" || continue
+            uri=$(awk 'tolower($1) == "uris:" && $2 !~ /security/ { print $2; exit }' "$f")
+            [ -n "$uri" ] && break
+        done
+    fi
+    if [ -z "$uri" ]; then
+        uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+              awk '$1 == "deb" && $0 !~ /security/ {
+                       for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) { print $i; exit } }')
+    fi
+    [ -n "$uri" ] || die "no Debian mirror in the apt configuration (set DEBIAN_MIRROR)"
+    echo "${uri%/}"
+}
