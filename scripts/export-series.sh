@@ -39,7 +39,16 @@ rm -f "$out"/patches/*.patch
     for f in "$tmp"/*.patch; do
         [ -e "$f" ] || continue
         cp "$f" "$out/patches/"
+        # A table of contents: the heading of the group this patch opens
+        subject=$(sed -n 's/^Subject: \[PATCH\] //p' "$f" | head -n1)
+        while IFS=$'\t' read -r start heading; do
+            case "$start" in ''|\#*) continue ;; esac
+            if [ "${subject#"$start"}" != "$subject" ]; then
+                echo
+                echo "# $heading"
+            fi
+        done < "$TOP/scripts/series-groups"
         basename "$f"
     done
 } > "$out/series"
-info "exported $(grep -vc '^#' "$out/series") patches to $out/patches"
+info "exported $(grep -c '\.patch$' "$out/series") patches to $out/patches"

@@ -22,7 +22,8 @@ copy() {
     rm -rf "${work:?}/$1"
     mkdir -p "$work/$1/patches"
     cp "$top/patches/$first" "$work/$1/patches/"
-    { grep '^#' "$top/series"; printf '%s\n' "$first"; } > "$work/$1/series"
+    # the head of series down to its first patch, group heading included
+    awk '{ print } /\.patch$/ { exit }' "$top/series" > "$work/$1/series"
 }
 
 # expect NAME PATTERN DESCRIPTION: check-series fails on $work/NAME and
