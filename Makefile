@@ -4,6 +4,10 @@
 #                        configure-overlay/ and the series, build
 #   make check           run every test; last line "N passed, N failed, N skipped"
 #   make check-compat    the compatibility suite against the unpatched base
+#   make check-sanitizers  ASan + UBSan build of the series branch in
+#                        build/sanitizers, the qtests of tests/qtests.list
+#                        against it; fails on any sanitizer report (not
+#                        part of `make check`: a build of its own)
 #   make bench           benchmarks (a report; nothing is asserted)
 #   make bisect-check    build after each patch, incrementally
 #   make export          build/qemu's series branch -> patches/ + series
@@ -22,8 +26,8 @@ SRC := $(BUILD_ROOT)/qemu
 OBJ := $(SRC)/build
 
 .PHONY: all deps prepare build unpatched check check-hygiene check-qtest \
-        check-functional check-system check-compat bench bisect-check export \
-        guest clean distclean
+        check-functional check-system check-compat check-sanitizers bench \
+        bisect-check export guest clean distclean
 
 all: build
 
@@ -57,6 +61,12 @@ check-hygiene check-qtest check-functional check-system: build guest
 check-compat: build unpatched guest
 	@tests/run-checks.py compat
 
+# A worktree of build/qemu at branch series and a build dir of its own
+# (build/sanitizers): build/qemu/build is not touched.  About 20 minutes
+# with a cold ccache on 2 cores, so not part of `make check`.
+check-sanitizers: prepare
+	@scripts/check-sanitizers.sh
+
 bench: build unpatched guest
 	@tests/bench/run-bench.sh
 
@@ -67,7 +77,8 @@ export:
 	@scripts/export-series.sh
 
 clean:
-	rm -rf $(OBJ) $(BUILD_ROOT)/unpatched/build $(BUILD_ROOT)/test-logs
+	rm -rf $(OBJ) $(BUILD_ROOT)/unpatched/build $(BUILD_ROOT)/test-logs \
+	    $(BUILD_ROOT)/sanitizers/qemu/build $(BUILD_ROOT)/sanitizers/test-logs
 
 distclean:
 	rm -rf $(BUILD_ROOT)
