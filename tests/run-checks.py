@@ -101,9 +101,11 @@ def run(check, verbose):
         lf.write(f"$ {' '.join(check.argv)}\n")
         lf.flush()
         try:
+            # TAP is read from stdout only: what a program prints on
+            # stderr (QEMU's warnings, a stray "ok") goes to the log
             proc = subprocess.Popen(check.argv, env=env, cwd=check.cwd,
                                     stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT,
+                                    stderr=subprocess.PIPE,
                                     stdin=subprocess.DEVNULL, text=True,
                                     errors="replace", start_new_session=True)
         except OSError as e:
@@ -112,24 +114,25 @@ def run(check, verbose):
         deadline = start + check.timeout
         import selectors
         sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
+        sel.register(proc.stdout, selectors.EVENT_READ, "out")
+        sel.register(proc.stderr, selectors.EVENT_READ, "err")
+        open_streams = 2
         timed_out = False
-        while True:
+        while open_streams:
             if time.monotonic() > deadline:
                 timed_out = True
                 break
-            if not sel.select(timeout=1.0):
-                if proc.poll() is not None:
-                    rest = proc.stdout.read()
-                    lines = rest.splitlines(keepends=True)
-                else:
-                    continue
-            else:
-                line = proc.stdout.readline()
+            for key, _ in sel.select(timeout=1.0):
+                line = key.fileobj.readline()
                 if not line:
-                    break
-                lines = [line]
-            for line in lines:
+                    sel.unregister(key.fileobj)
+                    open_streams -= 1
+                    continue
+                if key.data == "err":
+                    lf.write("stderr: " + line)
+                    if verbose:
+                        sys.stdout.write("    stderr: " + line)
+                    continue
                 lf.write(line)
                 if verbose:
                     sys.stdout.write("    " + line)
@@ -145,8 +148,6 @@ def run(check, verbose):
                         results.append(("pass", desc))
                     else:
                         results.append(("fail", desc))
-            if proc.poll() is not None and not lines:
-                break
         if timed_out:
             os.killpg(proc.pid, 9)
             results.append(("fail", f"{check.name}: timed out after {check.timeout}s"))
