@@ -31,14 +31,8 @@ Classes:
                     here: busy, error naming the netdev).  The other
                     queues=1 cases (ping-pong, cancel, destination killed,
                     failed load, 'local' on one side, the new-TAP path)
-                    are in the in-tree functional test.
-  LocalMigrationQ4  queues=4 on a persistent multi_queue TAP, the guest
-                    using 2 of the 4 queue pairs (-smp 2): destination
-                    killed (the functional test runs that injection on
-                    queues=1 only; its ping-pong is there).
-  LocalMigrationVhostQ1/Q4  destination killed with vhost=on (the
-                    destination opens its own /dev/vhost-net); skip
-                    without /dev/vhost-net.
+                    and the queues=4 and vhost=on ones are in the in-tree
+                    functional test.
 
 Checks besides traffic: source and destination runstates, the TAP stays
 in the bridge with the guest's MAC learnt on it, the TAP survives the
@@ -531,44 +525,6 @@ class TapLocalMigrationBase(unittest.TestCase):
         print(f"# fd counts of the destinations: {counts}")
         self.assertLessEqual(max(counts), counts[0], counts)
 
-    def check_dst_killed(self):
-        """Destination killed: after it loaded the TAP state (even
-        iterations), `cont` on the source resumes with the TAP as it was;
-        while the stream is still being sent (odd iterations), the source
-        fails the migration and keeps running."""
-        for i in range(ITERATIONS):
-            during = i % 2 == 1
-            src = self.guest
-            src.qmp("migrate-set-parameters", local=True,
-                    max_bandwidth=(4 if during else 0) * 1024 * 1024)
-            before = tap_state(self.ns, self.tap)
-            fds = fd_count(src)
-            dst = self.start_dst()
-            uri = self.uri()
-            dst.qmp("migrate-incoming", uri=uri)
-            src.qmp("migrate", uri=uri)
-            if during:
-                time.sleep(0.5)
-                os.kill(dst.get_pid(), signal.SIGKILL)
-                s, _ = wait_migration(src, None)
-                src.qmp("migrate-set-parameters", max_bandwidth=0)
-                self.assertEqual(s["status"], "failed", s)
-                dst.shutdown()
-                self.assertEqual(src.runstate(), "running")
-            else:
-                s, d = wait_migration(src, dst)
-                self.assertEqual(s["status"], "completed", s)
-                self.assertEqual(d["status"], "completed", d)
-                os.kill(dst.get_pid(), signal.SIGKILL)
-                dst.shutdown()
-                self.assertEqual(src.runstate(), "postmigrate")
-                # The destination owned the TAP: take it back first
-                src.qmp("x-netdev-tap-reclaim")
-                src.qmp("cont")
-            self.assert_network(src)
-            self.assertEqual(tap_state(self.ns, self.tap), before)
-            self.assertEqual(fd_count(src), fds, f"iteration {i}")
-
 
 class LocalMigrationQ1(TapLocalMigrationBase):
     """queues=1, QEMU-created (non-persistent) TAP in a bridge.
@@ -611,55 +567,6 @@ class LocalMigrationQ1(TapLocalMigrationBase):
         self.assertEqual(tun_fds(dst), 0)
         dst.shutdown()
         self.assert_network(self.guest)
-
-class LocalMigrationQ4(TapLocalMigrationBase):
-    """queues=4 on a persistent multi_queue TAP; the guest uses 2 pairs.
-
-    The ping-pong (with the queue attach state) is in the functional
-    test.  Stays here: the destination-killed injection on 4 queues,
-    which the functional test runs on queues=1 only."""
-
-    QUEUES = 4
-    SMP = 2
-    PERSISTENT = True
-    TAP = "lmtap4"
-
-    def test_2_dst_killed(self):
-        self.check_dst_killed()
-
-
-class LocalMigrationVhostQ1(TapLocalMigrationBase):
-    """queues=1 with vhost=on (the destination opens its own
-    /dev/vhost-net); skips without /dev/vhost-net.
-
-    The ping-pong is in the functional test.  Stays here: the
-    destination-killed injection with vhost=on."""
-
-    QUEUES = 1
-    SMP = 1
-    PERSISTENT = False
-    VHOST = True
-    TAP = "lmtapv1"
-
-    def test_2_dst_killed(self):
-        self.check_dst_killed()
-
-
-class LocalMigrationVhostQ4(TapLocalMigrationBase):
-    """queues=4 with vhost=on; skips without /dev/vhost-net.
-
-    The ping-pong is in the functional test.  Stays here: the
-    destination-killed injection with vhost=on and 4 queues."""
-
-    QUEUES = 4
-    SMP = 2
-    PERSISTENT = True
-    VHOST = True
-    TAP = "lmtapv4"
-
-    def test_2_dst_killed(self):
-        self.check_dst_killed()
-
 
 def _main():
     if len(sys.argv) > 1 and sys.argv[1] == "--traffic":
