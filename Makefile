@@ -16,10 +16,10 @@
 # Base selection (default: Debian's qemu_$(BASE)+ds.orig.tar.xz):
 #   make BASE=10.0.2
 #   make QEMU_TARBALL=/path/to/qemu-X.Y.Z.tar.xz
-#   make QEMU_SRC=/path/to/qemu.git
+#   make QEMU_SRC=/path/to/qemu.git [QEMU_REF=v10.2.2]   (tag/branch; default HEAD)
 
 BASE ?= 10.2.2
-export BASE QEMU_TARBALL QEMU_SRC CACHE_DIR
+export BASE QEMU_TARBALL QEMU_SRC QEMU_REF CACHE_DIR
 
 BUILD_ROOT := $(CURDIR)/build
 SRC := $(BUILD_ROOT)/qemu

@@ -14,6 +14,13 @@ while read -r line; do
     line=${line//[[:space:]]/}
     [ -n "$line" ] && opts+=("$line")
 done < "$TOP/configure-overlay/configure-options"
+# CONFIGURE_SUBST="--from=--to ...": swap options of the list for a build
+# that needs other ones (the unpatched base, the sanitizer build, bisect).
+for sub in ${CONFIGURE_SUBST:-}; do
+    for i in "${!opts[@]}"; do
+        [ "${opts[$i]}" = "${sub%%=*}" ] && opts[$i]=${sub#*=}
+    done
+done
 fwpath=$(grep -v '^#' "$TOP/configure-overlay/firmwarepath" | paste -sd: -)
 opts+=("--python=$SYS_PYTHON" "--firmwarepath=$fwpath"
        "--with-devices-x86_64=series-test" ${EXTRA_CONFIGURE:-})

@@ -9,6 +9,7 @@ set -euo pipefail
 PKGS=(build-essential gcc-multilib pkg-config ninja-build git quilt ccache bison flex
       libglib2.0-dev libpixman-1-dev libslirp-dev libcap-ng-dev zlib1g-dev libbpf-dev
       python3-venv bzip2 xz-utils
+      python3-sphinx python3-sphinx-rtd-theme
       seabios ipxe-qemu
       busybox-static cpio kmod
       iproute2 socat iperf3 procps)

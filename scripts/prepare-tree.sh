@@ -2,7 +2,8 @@
 # Make $SRC a git tree: base commit (tag "base"), configure-overlay commit
 # (tag "overlay"), then the series applied with git am on branch "series".
 #
-# The base is, in order of preference: $QEMU_SRC (a git tree of the user),
+# The base is, in order of preference: $QEMU_SRC (a git tree of the user;
+# $QEMU_REF, a tag or branch of it, else its HEAD),
 # $QEMU_TARBALL (any QEMU source tarball), or Debian's orig tarball of
 # $BASE fetched and verified by fetch-base.sh.
 #
@@ -15,7 +16,7 @@ set -euo pipefail
 
 if [ -n "${QEMU_SRC:-}" ]; then
     [ -d "$QEMU_SRC/.git" ] || [ -f "$QEMU_SRC/.git" ] || die "QEMU_SRC=$QEMU_SRC is not a git tree"
-    base_id="git:$(cd "$QEMU_SRC" && pwd):$(git -C "$QEMU_SRC" rev-parse HEAD)"
+    base_id="git:$(cd "$QEMU_SRC" && pwd):$(git -C "$QEMU_SRC" rev-parse "${QEMU_REF:-HEAD}^{commit}")"
 elif [ -n "${QEMU_TARBALL:-}" ]; then
     [ -f "$QEMU_TARBALL" ] || die "QEMU_TARBALL=$QEMU_TARBALL does not exist"
     QEMU_TARBALL=$(cd "$(dirname "$QEMU_TARBALL")" && pwd)/$(basename "$QEMU_TARBALL")
@@ -30,17 +31,30 @@ stamp="$BUILD_ROOT/prepared"
 
 git_src() { git -C "$SRC" "${GIT_ID[@]}" "$@"; }
 
+# git am -3, as a developer applies a series to a newer tree: a patch whose
+# context moved still applies through its blob ids.  The first patch that
+# does not apply is named, with git am's output and the conflict.
 apply_series() {
     git_src checkout -q -B series overlay
-    local p n=0
+    local p n=0 log
+    log=$(mktemp)
     while read -r p _; do
         case "$p" in ''|\#*) continue ;; esac
-        git_src am -q --keep-cr "$TOP/patches/$p" || {
-            git_src am --abort || true
-            die "patches/$p does not apply with git am"
-        }
+        if ! git_src am -3 -q --keep-cr "$TOP/patches/$p" > "$log" 2>&1; then
+            {
+                echo "first patch that does not apply: patches/$p"
+                echo "--- git am -3:"
+                cat "$log"
+                echo "--- conflict (git diff):"
+                git -C "$SRC" diff | head -n "${CONFLICT_LINES:-200}"
+            } >&2
+            git_src am --abort >/dev/null 2>&1 || true
+            rm -f "$log"
+            die "patches/$p does not apply with git am -3 to $(git -C "$SRC" describe --always --tags base 2>/dev/null || echo the base)"
+        fi
         n=$((n + 1))
     done < "$TOP/series"
+    rm -f "$log"
     info "applied $n patches on branch series"
 }
 
@@ -123,8 +137,8 @@ if [ $fresh = 1 ]; then
     rm -rf "$SRC"
     mkdir -p "$BUILD_ROOT"
     if [ -n "${QEMU_SRC:-}" ]; then
-        info "cloning $QEMU_SRC"
-        git clone -q "$QEMU_SRC" "$SRC"
+        info "cloning $QEMU_SRC${QEMU_REF:+ at $QEMU_REF}"
+        git clone -q ${QEMU_REF:+--branch "$QEMU_REF"} "$QEMU_SRC" "$SRC"
         git_src checkout -q -B base-branch
         git_src tag -f base >/dev/null
     else

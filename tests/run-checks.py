@@ -3,8 +3,16 @@
 
 Each check is a program that prints TAP (ok / not ok / # SKIP) or, if it
 prints none, is judged by its exit status (0 pass, 77 skip, else fail).
-The last line printed is always "N passed, N failed, N skipped", counting
-individual TAP results.  Full logs go to build/test-logs/.
+The qtests and the functional tests run through QEMU's own runner,
+`meson test --setup thorough` in the build directory, the way `make
+check-qtest` / `make check-functional` run them: their results are read
+from meson's JSON test log (build/qemu/build/meson-logs/series-*-thorough.json,
+the TAP each test printed on stdout), and meson's own logs are the
+ones a QEMU developer reads.  What meson cannot run stays here: the
+hygiene checks and the system and compat tests, which need this repo's
+harness.  The last line printed is always "N passed, N failed, N
+skipped", counting individual TAP results.  Full logs go to
+build/test-logs/.
 
   tests/run-checks.py [--list] [--only SUBSTRING ...] [GROUP ...]
 
@@ -30,9 +38,36 @@ TAP_RE = re.compile(r"^(not ok|ok)\b\s*(\d+)?\s*(?:-\s*)?(.*)$")
 
 
 class Check:
-    def __init__(self, group, name, argv, env=None, timeout=900, cwd=None):
+    def __init__(self, group, name, argv, env=None, timeout=900, cwd=None,
+                 testlog=None):
         self.group, self.name, self.argv = group, name, argv
         self.env, self.timeout, self.cwd = env or {}, timeout, cwd
+        # meson test: results come from this JSON log, not from stdout
+        self.testlog = testlog
+
+
+def meson_bin():
+    venv = OBJ / "pyvenv/bin/meson"
+    return [str(venv)] if venv.exists() else ["meson"]
+
+
+def meson_check(group, name, tests, test_args=None, env=None, timeout=3600):
+    """`meson test --setup thorough` of the named tests (meson names).
+
+    CHECK_SETUP=quick runs the default setup instead (no slow cases), as
+    `make bisect-check` does after each patch.
+    """
+    setup = os.environ.get("CHECK_SETUP", "thorough")
+    logbase = "series-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    argv = meson_bin() + ["test", "-C", str(OBJ), "--no-rebuild",
+                          "--setup", setup, "--print-errorlogs",
+                          "--num-processes", os.environ.get("CHECK_JOBS", "1"),
+                          "--logbase", logbase]
+    if test_args:
+        argv += ["--test-args", " ".join(test_args)]
+    argv += tests
+    return Check(group, name, argv, env, timeout=timeout, cwd=OBJ,
+                 testlog=OBJ / "meson-logs" / f"{logbase}-{setup}.json")
 
 
 def list_file(path):
@@ -53,27 +88,26 @@ def collect():
                     timeout=600),
               Check("hygiene", "hygiene self-test",
                     ["bash", str(TOP / "tests/hygiene/selftest.sh")],
-                    timeout=900)]
+                    timeout=900),
+              Check("hygiene", "CI job script on a local upstream tree",
+                    ["bash", str(TOP / "tests/hygiene/ci-upstream.sh")],
+                    {"SRC": str(SRC)}, timeout=900)]
 
-    qenv = {"QTEST_QEMU_BINARY": str(QEMU),
-            "QTEST_QEMU_IMG": str(OBJ / "qemu-img"),
-            "G_TEST_SLOW": "",
-            "MALLOC_PERTURB_": "77"}
+    # qtests: one meson run each, with the arguments of its line (a -p/-r
+    # filter).  "-m slow" is what the thorough setup already gives
+    # (G_TEST_SLOW=1), so it is dropped here.
     for row in list_file(TOP / "tests/qtests.list"):
-        name, paths = row[0], row[1:]
-        argv = [str(OBJ / "tests/qtest" / name), "--tap", "-k"]
-        argv += paths
-        checks.append(Check("qtest", f"qtest {name}", argv, qenv, cwd=OBJ))
+        name, args = row[0], [a for a in row[1:] if a not in ("-m", "slow")]
+        checks.append(meson_check("qtest", f"qtest {name}",
+                                  [f"qtest-x86_64/{name}"], args))
 
-    fenv = {"PYTHONPATH": f"{SRC / 'python'}:{SRC / 'tests/functional'}",
-            "QEMU_TEST_QEMU_BINARY": str(QEMU),
-            "QEMU_TEST_QEMU_IMG": str(OBJ / "qemu-img"),
-            "QEMU_BUILD_ROOT": str(OBJ),
-            "GUEST_DIR": str(BUILD_ROOT / "guest")}
+    # functional tests, by their meson name func-<arch>-<name>
+    fenv = {"GUEST_DIR": str(BUILD_ROOT / "guest")}
     for row in list_file(TOP / "tests/functional.list"):
-        checks.append(Check("functional", f"functional {row[0]}",
-                            ["/usr/bin/python3", str(SRC / row[0])], fenv,
-                            timeout=1800, cwd=OBJ))
+        path = Path(row[0])
+        mname = f"func-{path.parent.name}-{path.stem[len('test_'):]}"
+        checks.append(meson_check("functional", f"functional {mname}",
+                                  [mname], env=fenv))
 
     senv = {"PYTHONPATH": f"{TOP / 'tests/lib'}:{SRC / 'python'}"}
     for t in sorted((TOP / "tests/system").glob("test_*.py")):
@@ -89,6 +123,53 @@ def collect():
     return checks
 
 
+def meson_results(testlog, lf):
+    """Per-subtest results of a `meson test` run, from its JSON log.
+
+    Each line is one test: its TAP stdout gives the subtests; a test
+    that printed none counts once by meson's verdict, and a test meson
+    failed although every subtest passed (a crash after the last one, a
+    timeout) adds one failure.
+    """
+    import json
+    results = []
+    if not testlog.exists():
+        return [("fail", f"no meson test log {testlog}")]
+    lf.write(f"meson test log: {testlog}\n")
+    for line in testlog.read_text().splitlines():
+        if not line.strip():
+            continue
+        t = json.loads(line)
+        # "qemu:suite+suite / name": the suites are in meson's own log
+        name, verdict = t["name"].split(" / ")[-1], t["result"]
+        lf.write(f"\n=== {name}: {verdict} in {t.get('duration', 0):.1f}s\n")
+        # the test's own output, so that this log can be searched too
+        for stream in ("stdout", "stderr"):
+            for out in (t.get(stream) or "").splitlines():
+                lf.write(f"{stream}: {out}\n" if stream == "stderr" else out + "\n")
+        mine = []
+        for out in (t.get("stdout") or "").splitlines():
+            m = TAP_RE.match(out)
+            if not m:
+                continue
+            desc = f"{name}: {m.group(3)}"
+            if re.search(r"#\s*(SKIP|skip|TODO)", m.group(3)):
+                mine.append(("skip", desc))
+            elif m.group(1) == "ok":
+                mine.append(("pass", desc))
+            else:
+                mine.append(("fail", desc))
+        if not mine:
+            status = {"OK": "pass", "SKIP": "skip",
+                      "EXPECTEDFAIL": "pass"}.get(verdict, "fail")
+            mine.append((status, f"{name} ({verdict})"))
+        elif verdict not in ("OK", "SKIP", "EXPECTEDFAIL") and \
+                not any(st == "fail" for st, _ in mine):
+            mine.append(("fail", f"{name}: {verdict}"))
+        results += mine
+    return results
+
+
 def run(check, verbose):
     LOGS.mkdir(parents=True, exist_ok=True)
     log = LOGS / (re.sub(r"[^A-Za-z0-9_.-]+", "_", check.name) + ".log")
@@ -97,6 +178,8 @@ def run(check, verbose):
     start = time.monotonic()
     results = []          # (status, description)
     plan_zero = None      # the "1..0" line, if the program printed one
+    if check.testlog and check.testlog.exists():
+        check.testlog.unlink()          # never read an older run's
     with open(log, "w") as lf:
         lf.write(f"$ {' '.join(check.argv)}\n")
         lf.flush()
@@ -153,6 +236,8 @@ def run(check, verbose):
             results.append(("fail", f"{check.name}: timed out after {check.timeout}s"))
         rc = proc.wait()
         lf.write(f"\n[exit status {rc}]\n")
+        if check.testlog and not timed_out:
+            results = meson_results(check.testlog, lf)
     elapsed = time.monotonic() - start
     if not timed_out:
         if not results and plan_zero is not None and rc == 0:
