@@ -134,6 +134,13 @@ if [ -f "$stamp" ] && [ -d "$SRC/.git" ]; then
 fi
 
 if [ $fresh = 1 ]; then
+    # A new base starts the tree over: never at the cost of commits on
+    # its series branch that patches/ does not have.
+    if [ -e "$SRC/.git" ] && git -C "$SRC" rev-parse -q --verify series >/dev/null 2>&1 &&
+       ! in_sync_with_patches; then
+        die "$SRC has commits on branch series that are not in patches/, and the base changed.
+       Export them first (scripts/export-series.sh from that tree), or drop them with 'make distclean'."
+    fi
     rm -rf "$SRC"
     mkdir -p "$BUILD_ROOT"
     if [ -n "${QEMU_SRC:-}" ]; then

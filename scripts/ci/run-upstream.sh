@@ -14,6 +14,9 @@
 # applies).  The GitLab and GitHub templates next to this script call
 # it; tests/hygiene/ci-upstream.sh tests it against a local tree.
 set -euo pipefail
+# The tree is always $BUILD_ROOT/qemu: a SRC or OBJ from the caller's
+# environment must not point prepare-tree.sh at someone's work tree.
+unset SRC OBJ
 . "$(dirname "$0")/../lib.sh"
 
 apply_only=0

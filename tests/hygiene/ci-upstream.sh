@@ -22,7 +22,7 @@ git -C "$work/upstream" branch -q -f v-clean base
 git -C "$work/upstream" tag -f v-clean-tag base >/dev/null
 
 run() {   # run NAME REF: the job's apply step, output in $work/NAME.out
-    BUILD_ROOT=$work/$1 UPSTREAM_DIR=$work/$1/upstream-src \
+    env -u SRC -u OBJ BUILD_ROOT=$work/$1 UPSTREAM_DIR=$work/$1/upstream-src \
         "$top/scripts/ci/run-upstream.sh" --apply-only "$work/upstream" "$2" \
         > "$work/$1.out" 2>&1
 }
