@@ -27,6 +27,11 @@ total=$(echo "$commits" | grep -c . || true)
 
 # subjects that open a group, from scripts/series-groups
 mapfile -t group_starts < <(grep -v '^#' "$TOP/scripts/series-groups" | cut -f1 | grep .)
+subjects=$(git -C "$SRC" log --format=%s overlay..series)
+for g in "${group_starts[@]}"; do
+    grep -qF -- "$g" <<< "$subjects" ||
+        die "scripts/series-groups: no patch subject starts with '$g'"
+done
 opens_group() {
     local subject=$1 g
     for g in "${group_starts[@]}"; do
@@ -71,8 +76,9 @@ for c in overlay "${clist[@]}"; do
         if [ -z "$next" ] || opens_group "$next"; then last_of_group=1; fi
         changed=$(git -C "$wt" diff --name-only "$c~1" "$c")
         for t in "${present[@]}"; do
+            # the test's source, its directory (migration/), or libqos
             if [ "$mode" = all ] || [ "$last_of_group" = 1 ] ||
-               grep -qx "tests/qtest/$t.c" <<< "$changed"; then
+               grep -qxE "tests/qtest/$t\.c|tests/qtest/${t%-test}/.*|tests/qtest/libqos/.*" <<< "$changed"; then
                 run+=(--only "qtest $t")
             fi
         done

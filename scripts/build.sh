@@ -17,9 +17,11 @@ done < "$TOP/configure-overlay/configure-options"
 # CONFIGURE_SUBST="--from=--to ...": swap options of the list for a build
 # that needs other ones (the unpatched base, the sanitizer build, bisect).
 for sub in ${CONFIGURE_SUBST:-}; do
+    found=0
     for i in "${!opts[@]}"; do
-        [ "${opts[$i]}" = "${sub%%=*}" ] && opts[$i]=${sub#*=}
+        if [ "${opts[$i]}" = "${sub%%=*}" ]; then opts[$i]=${sub#*=}; found=1; fi
     done
+    [ $found = 1 ] || die "CONFIGURE_SUBST: ${sub%%=*} is not in configure-overlay/configure-options"
 done
 fwpath=$(grep -v '^#' "$TOP/configure-overlay/firmwarepath" | paste -sd: -)
 opts+=("--python=$SYS_PYTHON" "--firmwarepath=$fwpath"

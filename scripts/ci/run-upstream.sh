@@ -24,16 +24,32 @@ if [ "${1:-}" = --apply-only ]; then apply_only=1; shift; fi
 [ $# -eq 2 ] || die "usage: $0 [--apply-only] TREE REF"
 tree=$1 ref=$2
 dest=${UPSTREAM_DIR:-$BUILD_ROOT/upstream-src}
+marker=.series-ci-upstream
 
+# This job owns $BUILD_ROOT/qemu and $dest: it replaces neither a tree it
+# did not make (a developer's build/qemu, with their build) nor a
+# directory it did not clone.
+if [ -e "$SRC" ] && [ ! -e "$BUILD_ROOT/$marker" ]; then
+    die "$SRC exists and was not made by this job; run it in a fresh clone of this repository, or with BUILD_ROOT= elsewhere"
+fi
+if [ -e "$dest" ] && [ ! -e "$dest/$marker" ]; then
+    die "$dest exists and was not cloned by this job; set UPSTREAM_DIR= elsewhere"
+fi
 rm -rf "$dest"
-mkdir -p "$(dirname "$dest")"
+mkdir -p "$(dirname "$dest")" "$BUILD_ROOT"
+touch "$BUILD_ROOT/$marker"
 if [ -d "$tree" ]; then
     info "upstream tree $tree at $ref"
     git clone -q --no-checkout "$tree" "$dest"
 else
     info "upstream tree $tree at $ref (shallow clone)"
     git clone -q --depth 1 --branch "$ref" --no-checkout "$tree" "$dest"
+    # git am -3 falls back to the blobs a patch names, which are those of
+    # the series' base: fetch that release too
+    git -C "$dest" fetch -q --depth 1 origin tag "v$BASE" 2>/dev/null ||
+        echo "warning: $tree has no tag v$BASE: a conflict cannot be shown as a three-way merge" >&2
 fi
+touch "$dest/$marker"
 # $dest's HEAD, detached at the branch or tag: what prepare-tree.sh clones
 git -C "$dest" checkout -q --detach "origin/$ref" 2>/dev/null ||
     git -C "$dest" checkout -q --detach "$ref" 2>/dev/null ||

@@ -49,7 +49,10 @@ for p in "${patches[@]}"; do
         grep -q "^$h: " "$f" || problems+=("no $h:")
     done
     grep -q '^Last-Update: [0-9]\{4\}-[0-9]\{2\}-[0-9]\{2\}$' "$f" || problems+=("Last-Update is not YYYY-MM-DD")
-    grep -Eq '^Forwarded: (no|not-needed|yes|https?://.+)' "$f" || problems+=("Forwarded is not no/not-needed/yes/URL")
+    grep -Eq '^Forwarded: (no|not-needed|yes|https?://[^ ]+)( \(.*)?$' "$f" || problems+=("Forwarded is not no/not-needed/yes/URL")
+    # the author signs the patch off
+    author=$(sed -n 's/^From: //p' "$f" | head -n1)
+    grep -qxF "Signed-off-by: $author" "$f" || problems+=("no Signed-off-by from the author ($author)")
     # the why-message: body text between the headers and the trailers
     body=$(awk '/^$/ && !hdr_done {hdr_done=1; next} hdr_done && /^---$/ {exit} hdr_done' "$f" |
            grep -Ev '^(Signed-off-by|Forwarded|Last-Update|Reviewed-by|Acked-by|Bug|Origin|Applied-Upstream|Author|Cc):' |
