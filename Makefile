@@ -14,7 +14,7 @@
 #   make guest           the offline test guest (kernel + initramfs)
 #
 # Base selection (default: Debian's qemu_$(BASE)+ds.orig.tar.xz):
-#   make BASE=10.0.2
+#   make BASE=10.0.13       (fetched and verified; the series does not apply yet)
 #   make QEMU_TARBALL=/path/to/qemu-X.Y.Z.tar.xz
 #   make QEMU_SRC=/path/to/qemu.git [QEMU_REF=v10.2.2]   (tag/branch; default HEAD)
 

@@ -19,6 +19,7 @@ SYS_PYTHON=${SYS_PYTHON:-/usr/bin/python3}
 declare -A BASE_SHA256=(
     [10.2.2]=be05230fe47a6937cd29f28f562932c8125f9c93c2a82c625198f7a4aa601dfb
     [10.0.2]=0901da33844a331bf8b3602b9c1fbd178e60b737c8e3ade678255bd090c9b9f1
+    [10.0.13]=6a0888e806c2ffc0c5f0733e974f9aea55491950d3c47c98669c8b236dde59ae
 )
 
 # Identity used for commits made in the unpacked tree (base, overlay).
