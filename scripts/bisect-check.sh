@@ -8,7 +8,7 @@
 # slow cases):
 #   BISECT_QTESTS=touched (default)  after each patch, the listed qtests
 #                          whose source the patch changes; after the last
-#                          patch of each group of scripts/series-groups,
+#                          patch of each group (the headings in `series`),
 #                          every listed qtest that exists there
 #   BISECT_QTESTS=all      after each patch, every listed qtest that
 #                          exists there (about 45 minutes more)
@@ -25,20 +25,14 @@ worktree_at "$wt" overlay
 commits=$(git -C "$SRC" rev-list --reverse overlay..series)
 total=$(echo "$commits" | grep -c . || true)
 
-# subjects that open a group, from scripts/series-groups
-mapfile -t group_starts < <(grep -v '^#' "$TOP/scripts/series-groups" | cut -f1 | grep .)
-subjects=$(git -C "$SRC" log --format=%s overlay..series)
-for g in "${group_starts[@]}"; do
-    grep -qF -- "$g" <<< "$subjects" ||
-        die "scripts/series-groups: no patch subject starts with '$g'"
-done
-opens_group() {
-    local subject=$1 g
-    for g in "${group_starts[@]}"; do
-        [[ "$subject" == "$g"* ]] && return 0
-    done
-    return 1
-}
+# Patch numbers (1-based, series order) that end a group: `series` heads
+# each group with a comment line (export-series.sh), so a patch ends its
+# group when a heading or the end of the file follows it.
+group_ends=" $(awk '/\.patch$/ { n++; last = n; next }
+                   /^# / && last { print last; last = 0 }
+                   END { if (last) print last }' "$TOP/series" | tr '\n' ' ')"
+[ "$(grep -c '\.patch$' "$TOP/series")" = "$total" ] ||
+    die "series and the series branch differ in length: run make export"
 
 listed=()
 while read -r t _; do
@@ -70,10 +64,8 @@ for c in overlay "${clist[@]}"; do
 
     run=()
     if [ "$c" != overlay ] && [ "$mode" != none ]; then
-        next=""
-        [ "$i" -lt "$total" ] && next=$(git -C "$SRC" log -1 --format=%s "${clist[$i]}")
         last_of_group=0
-        if [ -z "$next" ] || opens_group "$next"; then last_of_group=1; fi
+        [[ "$group_ends" == *" $i "* ]] && last_of_group=1
         changed=$(git -C "$wt" diff --name-only "$c~1" "$c")
         for t in "${present[@]}"; do
             # the test's source, its directory (migration/), or libqos

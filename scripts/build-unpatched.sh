@@ -18,6 +18,6 @@ worktree_at "$wt" overlay
 info "unpatched base at $(git -C "$wt" rev-parse --short HEAD) in $wt"
 # No docs and no -Werror: this build only serves as the reference QEMU.
 SRC=$wt OBJ=$wt/build \
-    CONFIGURE_SUBST="--enable-docs=--disable-docs --enable-werror=--disable-werror" \
+    CONFIGURE_SUBST="$REFERENCE_BUILD_SUBST" \
     "$TOP/scripts/build.sh" qemu-system-x86_64 \
     contrib/ivshmem-server/ivshmem-server

@@ -48,7 +48,7 @@ start=$SECONDS
 # No docs, and no -Werror: gcc's sanitizer instrumentation brings
 # false -Wmaybe-uninitialized warnings; the main build has -Werror.
 SRC=$wt OBJ=$wt/build BUILD_ROOT=$root \
-    CONFIGURE_SUBST="--enable-docs=--disable-docs --enable-werror=--disable-werror" \
+    CONFIGURE_SUBST="$REFERENCE_BUILD_SUBST" \
     EXTRA_CONFIGURE="--enable-asan --enable-ubsan ${EXTRA_CONFIGURE:-}" \
     nice -n 10 "$TOP/scripts/build.sh" "${targets[@]}"
 built=$((SECONDS - start))

@@ -14,6 +14,9 @@ if [ -z "${CACHE_DIR:-}" ]; then
     fi
 fi
 SYS_PYTHON=${SYS_PYTHON:-/usr/bin/python3}
+# Builds that only serve as a reference (the unpatched base, the sanitizer
+# build) turn the developer's settings of configure-options back off.
+REFERENCE_BUILD_SUBST="--enable-docs=--disable-docs --enable-werror=--disable-werror"
 
 # Known Debian orig tarballs: version -> sha256
 declare -A BASE_SHA256=(

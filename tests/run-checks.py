@@ -37,14 +37,26 @@ QEMU = OBJ / "qemu-system-x86_64"
 TAP_RE = re.compile(r"^(not ok|ok)\b\s*(\d+)?\s*(?:-\s*)?(.*)$")
 
 
+def tap_result(line):
+    """(status, description) of a TAP result line, None for any other."""
+    m = TAP_RE.match(line.rstrip("\n"))
+    if not m:
+        return None
+    desc = m.group(3)
+    if re.search(r"#\s*(SKIP|skip|TODO)", desc):
+        return ("skip", desc)
+    return ("pass" if m.group(1) == "ok" else "fail", desc)
+
+
 class Check:
     def __init__(self, group, name, argv, env=None, timeout=900, cwd=None,
-                 testlog=None):
+                 testlog=None, filtered=False):
         self.group, self.name, self.argv = group, name, argv
         self.env, self.timeout, self.cwd = env or {}, timeout, cwd
         # meson test: results come from this JSON log, not from stdout
         self.testlog = testlog
-        self.filtered = False
+        # a -p/-r filter: selecting no test at all is a failure
+        self.filtered = filtered
 
 
 def meson_bin():
@@ -67,10 +79,9 @@ def meson_check(group, name, tests, test_args=None, env=None, timeout=3600):
     if test_args:
         argv += ["--test-args", " ".join(test_args)]
     argv += tests
-    check = Check(group, name, argv, env, timeout=timeout, cwd=OBJ,
-                  testlog=OBJ / "meson-logs" / f"{logbase}-{setup}.json")
-    check.filtered = bool(test_args)
-    return check
+    return Check(group, name, argv, env, timeout=timeout, cwd=OBJ,
+                 testlog=OBJ / "meson-logs" / f"{logbase}-{setup}.json",
+                 filtered=bool(test_args))
 
 
 def list_file(path):
@@ -158,16 +169,9 @@ def meson_results(testlog, lf, filtered=False):
                 lf.write(f"{stream}: {out}\n" if stream == "stderr" else out + "\n")
         mine = []
         for out in (t.get("stdout") or "").splitlines():
-            m = TAP_RE.match(out)
-            if not m:
-                continue
-            desc = f"{name}: {m.group(3)}"
-            if re.search(r"#\s*(SKIP|skip|TODO)", m.group(3)):
-                mine.append(("skip", desc))
-            elif m.group(1) == "ok":
-                mine.append(("pass", desc))
-            else:
-                mine.append(("fail", desc))
+            r = tap_result(out)
+            if r:
+                mine.append((r[0], f"{name}: {r[1]}"))
         plan0 = re.search(r"^1\.\.0(.*)$", t.get("stdout") or "", re.M)
         if not mine and filtered and plan0 and \
                 not re.search(r"#\s*SKIP", plan0.group(1), re.I):
@@ -235,16 +239,9 @@ def run(check, verbose):
                     sys.stdout.write("    " + line)
                 if line.startswith("1..0"):
                     plan_zero = line.strip()
-                m = TAP_RE.match(line.rstrip("\n"))
-                if m:
-                    desc = m.group(3)
-                    if re.search(r"#\s*(SKIP|skip)", desc) or \
-                       re.search(r"#\s*TODO", desc):
-                        results.append(("skip", desc))
-                    elif m.group(1) == "ok":
-                        results.append(("pass", desc))
-                    else:
-                        results.append(("fail", desc))
+                r = tap_result(line)
+                if r:
+                    results.append(r)
         if timed_out:
             # meson starts each test in a session of its own: SIGTERM
             # lets it kill them before it goes
