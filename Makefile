@@ -11,7 +11,9 @@
 #   make bench           benchmarks (a report; nothing is asserted)
 #   make bisect-check    build after each patch, incrementally
 #   make export          build/qemu's series branch -> patches/ + series
-#   make guest           the offline test guest (kernel + initramfs)
+#   make guest           the offline test guest of tests/system (kernel + initramfs)
+#   make assets          seed QEMU's asset cache with the .debs that the
+#                        in-tree functional tests pin (no download when cached)
 #
 # Base selection (default: Debian's qemu_$(BASE)+ds.orig.tar.xz):
 #   make BASE=10.0.13       (fetched and verified; the series does not apply yet)
@@ -27,7 +29,7 @@ OBJ := $(SRC)/build
 
 .PHONY: all deps prepare build unpatched check check-hygiene check-qtest \
         check-functional check-system check-compat check-sanitizers bench \
-        bisect-check export guest clean distclean
+        bisect-check export guest assets clean distclean
 
 all: build
 
@@ -48,14 +50,21 @@ unpatched: prepare
 guest: deps
 	@tests/guest/build.sh >/dev/null
 	@tests/guest/build-ivshmem-irq.sh >/dev/null
-	@tests/guest/build-rsstool.sh >/dev/null
+
+# The functional tests' Debian packages, from $(CACHE_DIR)/debs (fetched
+# with apt there if missing) into QEMU's asset cache.
+assets: prepare
+	@scripts/seed-assets.py $(SRC)
 
 # The guest image is built here rather than by `make` so that a plain
 # build needs no kernel download.
-check: build unpatched guest
+check: build unpatched guest assets
 	@tests/run-checks.py
 
-check-hygiene check-qtest check-functional check-system: build guest
+check-functional: build assets
+	@tests/run-checks.py functional
+
+check-hygiene check-qtest check-system: build guest
 	@tests/run-checks.py $(patsubst check-%,%,$@)
 
 check-compat: build unpatched guest

@@ -116,14 +116,14 @@ def collect():
                                   [f"qtest-x86_64/{name}"], args))
 
     # functional tests, by their meson name func-<arch>-<name>
-    fenv = {"GUEST_DIR": os.environ.get("GUEST_DIR", str(BUILD_ROOT / "guest"))}
-    # the functional tests are in meson's thorough suites only
+    # the functional tests are in meson's thorough suites only; their
+    # guest comes from QEMU's asset cache (`make assets` seeds it)
     functional = os.environ.get("CHECK_SETUP", "thorough") == "thorough"
     for row in list_file(TOP / "tests/functional.list") if functional else []:
         path = Path(row[0])
         mname = f"func-{path.parent.name}-{path.stem[len('test_'):]}"
         checks.append(meson_check("functional", f"functional {mname}",
-                                  [mname], env=fenv))
+                                  [mname]))
 
     senv = {"PYTHONPATH": f"{TOP / 'tests/lib'}:{SRC / 'python'}"}
     for t in sorted((TOP / "tests/system").glob("test_*.py")):
