@@ -9,10 +9,12 @@ patched tree), so that `make check-functional` needs no download.
 Each package is taken from this repo's .deb cache ($CACHE_DIR/debs), or
 fetched into it with `apt-get download NAME=VERSION` (the host's apt
 configuration names the mirror), verified against the pinned sha256 and
-linked or copied to $QEMU_TEST_CACHE_DIR/download/<sha256> (default
-~/.cache/qemu/download), where qemu_test's Asset looks first.  A package
-that cannot be had is reported and left out: the tests that need it then
-skip, or download it themselves where the network allows.
+copied to $QEMU_TEST_CACHE_DIR/download/<sha256> (default
+~/.cache/qemu/download, read-only with a time stamp, as qemu_test's
+Asset leaves a download), where Asset looks first.  A package that
+cannot be had is reported and left out, and the script still succeeds:
+the tests then download it themselves where the network allows, or
+skip (debian_busybox.guest() turns a failed fetch into a skip).
 """
 
 import ast
@@ -20,8 +22,10 @@ import glob
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import time
 
 
 def sha256(path):
@@ -30,6 +34,15 @@ def sha256(path):
         for block in iter(lambda: src.read(1 << 20), b''):
             digest.update(block)
     return digest.hexdigest()
+
+
+def cached(debs, pkg):
+    """The .deb of @pkg in @debs, found by its sha256: apt names the file
+    with the epoch's ':' as '%3a'"""
+    for path in glob.glob(os.path.join(debs, f'{pkg.name}_*.deb')):
+        if sha256(path) == pkg.sha256:
+            return path
+    return None
 
 
 class Pin:
@@ -68,7 +81,14 @@ def main():
         print(f'seed-assets: nothing to seed (no {module})')
         return 0
     packages = pins(module)
-    cache = os.environ.get('CACHE_DIR') or '/var/cache/qemu-series'
+    cache = os.environ.get('CACHE_DIR')
+    if not cache:
+        # as scripts/lib.sh
+        cache = '/var/cache/qemu-series'
+        if not os.access('/var/cache', os.W_OK) and not os.path.isdir(cache):
+            cache = os.path.join(os.environ.get('XDG_CACHE_HOME') or
+                                 os.path.expanduser('~/.cache'),
+                                 'qemu-series')
     debs = os.path.join(cache, 'debs')
     os.makedirs(debs, exist_ok=True)
     qemu_cache = os.environ.get('QEMU_TEST_CACHE_DIR')
@@ -80,33 +100,30 @@ def main():
         target = os.path.join(dest, pkg.sha256)
         if os.path.exists(target) and sha256(target) == pkg.sha256:
             continue
-        # apt names the file with the epoch's ':' as '%3a'
-        def cached():
-            for path in glob.glob(os.path.join(debs, f'{pkg.name}_*.deb')):
-                if sha256(path) == pkg.sha256:
-                    return path
-            return None
-        local = cached()
+        local = cached(debs, pkg)
         if local is None:
             opts = ['-o', 'APT::Sandbox::User=root'] if os.geteuid() == 0 \
                 else []
             res = subprocess.run(['apt-get', '-q', *opts, 'download',
                                   f'{pkg.name}={pkg.version}'], cwd=debs,
                                  capture_output=True, text=True, check=False)
-            local = cached()
+            local = cached(debs, pkg)
             if local is None:
                 why = (res.stderr.strip().splitlines() or ['no output'])[-1]
                 print(f'seed-assets: {pkg.name}={pkg.version}: not in {debs}, '
                       f'and apt-get download failed: {why}')
                 missing += 1
                 continue
-        try:
-            os.link(local, target + '.seed')
-        except OSError:
-            shutil.copyfile(local, target + '.seed')
+        shutil.copyfile(local, target + '.seed')
+        os.chmod(target + '.seed', stat.S_IRUSR | stat.S_IRGRP)
         os.replace(target + '.seed', target)
+        with open(target + '.stamp', 'w', encoding='utf-8') as stamp:
+            stamp.write(str(int(time.time())))
         print(f'seed-assets: {pkg.name}={pkg.version} -> {target}')
-    return 1 if missing else 0
+    if missing:
+        print(f'seed-assets: {missing} package(s) not seeded; the tests '
+              'that need them download them or skip')
+    return 0
 
 
 if __name__ == '__main__':
