@@ -54,7 +54,7 @@ guest: deps
 # The functional tests' Debian packages, from $(CACHE_DIR)/debs (fetched
 # with apt there if missing) into QEMU's asset cache.
 assets: prepare
-	@scripts/seed-assets.py $(SRC)
+	@bash -c '. scripts/lib.sh && CACHE_DIR="$$CACHE_DIR" scripts/seed-assets.py "$$SRC"'
 
 # The guest image is built here rather than by `make` so that a plain
 # build needs no kernel download.

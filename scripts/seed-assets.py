@@ -81,14 +81,10 @@ def main():
         print(f'seed-assets: nothing to seed (no {module})')
         return 0
     packages = pins(module)
+    # the Makefile passes the one that scripts/lib.sh chose
     cache = os.environ.get('CACHE_DIR')
     if not cache:
-        # as scripts/lib.sh
-        cache = '/var/cache/qemu-series'
-        if not os.access('/var/cache', os.W_OK) and not os.path.isdir(cache):
-            cache = os.path.join(os.environ.get('XDG_CACHE_HOME') or
-                                 os.path.expanduser('~/.cache'),
-                                 'qemu-series')
+        sys.exit('seed-assets: CACHE_DIR is not set (run it as make assets)')
     debs = os.path.join(cache, 'debs')
     os.makedirs(debs, exist_ok=True)
     qemu_cache = os.environ.get('QEMU_TEST_CACHE_DIR')
