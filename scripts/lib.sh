@@ -25,6 +25,18 @@ declare -A BASE_SHA256=(
     [10.0.13]=6a0888e806c2ffc0c5f0733e974f9aea55491950d3c47c98669c8b236dde59ae
 )
 
+# Debian's packaging of those bases (its own patches, debian/patches),
+# which a packager applies the series on top of: version -> Debian
+# revision and sha256 of the .debian.tar.xz
+declare -A DEBIAN_REVISION=(
+    [10.2.2]=1:10.2.2+ds-1
+    [10.0.13]=1:10.0.13+ds-0+deb13u1
+)
+declare -A DEBIAN_TAR_SHA256=(
+    [10.2.2]=ddf75aceab4f8f77374f3cb34fc97b41514895aeb293ce8b2ddd5e072bb0f5c0
+    [10.0.13]=da73c092f5684c551b0334d675eb16a3dec91e1edea94759cfb1102fa4a0364e
+)
+
 # Identity used for commits made in the unpacked tree (base, overlay).
 GIT_ID=(-c user.name="QEMU net series" -c user.email="qemu-net-series@example.org"
         -c commit.gpgsign=false -c core.autocrlf=false -c gc.auto=0

@@ -26,7 +26,17 @@ else
 fi
 
 overlay_id=$(cd "$TOP" && cat configure-overlay/fixups/*/*.patch configure-overlay/devices/* | sha256sum | cut -c1-64)
-series_id=$(cd "$TOP" && { cat series; awk '!/^#/ && NF {print "patches/" $1}' series | xargs -r cat; } | sha256sum | cut -c1-64)
+# The series for the base's major.minor: series-10.0 for a 10.0 base
+# (export-series.sh writes it from a 10.0 tree), the main series otherwise.
+mm=
+if [ -n "${QEMU_SRC:-}" ]; then
+    mm=$(git -C "$QEMU_SRC" show "${QEMU_REF:-HEAD}:VERSION" 2>/dev/null | cut -d. -f1-2) || true
+elif [ -z "${QEMU_TARBALL:-}" ]; then
+    mm=$(echo "$BASE" | cut -d. -f1-2)
+fi
+SERIES_NAME=series
+[ -n "$mm" ] && [ -f "$TOP/series-$mm" ] && SERIES_NAME=series-$mm
+series_id=$(cd "$TOP" && { cat "$SERIES_NAME"; awk '!/^#/ && NF {print "patches/" $1}' "$SERIES_NAME" | xargs -r cat; } | sha256sum | cut -c1-64)
 stamp="$BUILD_ROOT/prepared"
 
 git_src() { git -C "$SRC" "${GIT_ID[@]}" "$@"; }
@@ -53,17 +63,27 @@ apply_series() {
             die "patches/$p does not apply with git am -3 to $(git -C "$SRC" describe --always --tags base 2>/dev/null || echo the base)"
         fi
         n=$((n + 1))
-    done < "$TOP/series"
+    done < "$TOP/$SERIES_NAME"
     rm -f "$log"
-    info "applied $n patches on branch series"
+    info "applied $n patches of $SERIES_NAME on branch series"
 }
 
 # Does exporting the tree's branch reproduce patches/ + series exactly?
 in_sync_with_patches() {
     local tmp rc=1
     tmp=$(mktemp -d)
-    if "$TOP/scripts/export-series.sh" "$SRC" "$tmp" >/dev/null 2>&1 &&
-       diff -r "$TOP/patches" "$tmp/patches" >/dev/null 2>&1 &&
+    if [ "$SERIES_NAME" != series ]; then
+        # Exported against a copy of the main series, which it shares
+        mkdir -p "$tmp/patches"
+        cp "$TOP/series" "$tmp/"
+        cp "$TOP"/patches/*.patch "$tmp/patches/" 2>/dev/null || true
+        if "$TOP/scripts/export-series.sh" "$SRC" "$tmp" "${SERIES_NAME#series-}" >/dev/null 2>&1 &&
+           diff -r "$TOP/patches/$mm" "$tmp/patches/$mm" >/dev/null 2>&1 &&
+           diff "$TOP/$SERIES_NAME" "$tmp/$SERIES_NAME" >/dev/null 2>&1; then
+            rc=0
+        fi
+    elif "$TOP/scripts/export-series.sh" "$SRC" "$tmp" >/dev/null 2>&1 &&
+       diff -r -x '[0-9]*.[0-9]*' "$TOP/patches" "$tmp/patches" >/dev/null 2>&1 &&
        diff "$TOP/series" "$tmp/series" >/dev/null 2>&1; then
         rc=0
     fi

@@ -100,6 +100,16 @@ def collect():
     checks = [Check("hygiene", "series hygiene",
                     ["bash", str(TOP / "tests/hygiene/check-series.sh")],
                     timeout=600),
+              # The series of the other bases, against their trees
+              # (make check prepares them; skipped where one cannot be)
+              Check("hygiene", "series hygiene, 10.0 base",
+                    ["bash", str(TOP / "tests/hygiene/check-series.sh")],
+                    {"SERIES_NAME": "series-10.0",
+                     "SRC": str(TOP / "build/base-10.0.13/qemu")},
+                    timeout=600),
+              Check("hygiene", "the series on Debian's own patches",
+                    ["bash", str(TOP / "tests/hygiene/debian-patches.sh")],
+                    timeout=600),
               Check("hygiene", "hygiene self-test",
                     ["bash", str(TOP / "tests/hygiene/selftest.sh")],
                     timeout=900),

@@ -13,8 +13,13 @@
 set -uo pipefail
 . "$(dirname "$0")/../../scripts/lib.sh"
 # The series to check (default: this repo's); the self-test points it at
-# deliberately broken copies.
+# deliberately broken copies.  SERIES_NAME=series-10.0 checks the series
+# of another base against a tree of that base ($SRC prepared with
+# BASE=10.0.x); its patches live in patches/ and patches/10.0/.
 PT=${SERIES_TOP:-$TOP}
+SERIES_NAME=${SERIES_NAME:-series}
+other=
+[ "$SERIES_NAME" = series ] || other=${SERIES_NAME#series-}
 
 n=0
 failed=0
@@ -25,19 +30,22 @@ skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-mapfile -t patches < <(awk '!/^#/ && NF {print $1}' "$PT/series")
+mapfile -t patches < <(awk '!/^#/ && NF {print $1}' "$PT/$SERIES_NAME")
 
 # 1. series <-> patches/
 problems=()
 for p in "${patches[@]}"; do
     [ -f "$PT/patches/$p" ] || problems+=("series names $p, not in patches/")
 done
-for f in "$PT"/patches/*.patch; do
+# Every patch of the main series, or of the base's own directory, is
+# listed (another base may leave out a patch of the main series)
+for f in "$PT"/patches/${other:+$other/}*.patch; do
     [ -e "$f" ] || continue
-    printf '%s\n' "${patches[@]}" | grep -qxF "$(basename "$f")" || problems+=("$(basename "$f") is not in series")
+    name=${f#"$PT/patches/"}
+    printf '%s\n' "${patches[@]}" | grep -qxF "$name" || problems+=("$name is not in $SERIES_NAME")
 done
-if [ ${#problems[@]} -eq 0 ]; then ok "series and patches/ agree (${#patches[@]} patches)"
-else notok "series and patches/ agree" "${problems[@]}"; fi
+if [ ${#problems[@]} -eq 0 ]; then ok "$SERIES_NAME and patches/ agree (${#patches[@]} patches)"
+else notok "$SERIES_NAME and patches/ agree" "${problems[@]}"; fi
 
 # 2. headers of each patch
 for p in "${patches[@]}"; do
@@ -62,10 +70,15 @@ for p in "${patches[@]}"; do
 done
 
 if ! git -C "$SRC" rev-parse -q --verify base >/dev/null 2>&1; then
-    skip "quilt push -a" "no prepared tree"
-    skip "git am + export round trip" "no prepared tree"
-    skip "checkpatch.pl" "no prepared tree"
+    why="no prepared tree${other:+ of the $other base (make BASE=$other.x prepare, or make check-bases)}"
+    skip "quilt push -a" "$why"
+    skip "git am + export round trip" "$why"
+    skip "checkpatch.pl" "$why"
     echo "1..$n"; exit $((failed > 0))
+fi
+if [ -n "$other" ] && [ "$(cut -d. -f1-2 "$SRC/VERSION")" != "$other" ]; then
+    notok "$SERIES_NAME against a $other tree" "$SRC is QEMU $(cat "$SRC/VERSION")"
+    echo "1..$n"; exit 1
 fi
 
 # The base, as far as the series is concerned: only the files its
@@ -96,7 +109,7 @@ extract_base "$work/quilt"
 if [ ${#patches[@]} -eq 0 ]; then
     skip "quilt push -a without fuzz or offsets" "empty series"
 else
-    out=$(cd "$work/quilt" && QUILT_PATCHES="$PT/patches" QUILT_SERIES="$PT/series" \
+    out=$(cd "$work/quilt" && QUILT_PATCHES="$PT/patches" QUILT_SERIES="$PT/$SERIES_NAME" \
           QUILTRC=/dev/null quilt push -a 2>&1)
     rc=$?
     bad=$(echo "$out" | grep -E '^Hunk #|rejects|can.t find file|Reversed' || true)
@@ -116,14 +129,29 @@ for p in "${patches[@]}"; do
 done
 if [ $amrc = 0 ]; then ok "git am of the whole series"
 else notok "git am of the whole series" "$amlog"; fi
-if [ $amrc = 0 ]; then
+if [ $amrc = 0 ] && [ -n "$other" ]; then
+    # Exported against a copy of the main series, as make export does
+    mkdir -p "$work/export/patches"
+    cp "$PT/series" "$work/export/"
+    cp "$PT"/patches/*.patch "$work/export/patches/" 2>/dev/null
+    if "$TOP/scripts/export-series.sh" "$work/quilt-git" "$work/export" "$other" >/dev/null 2>&1 &&
+       diff -r "$PT/patches/$other" "$work/export/patches/$other" >/dev/null 2>&1 &&
+       diff "$PT/$SERIES_NAME" "$work/export/$SERIES_NAME" >/dev/null; then
+        ok "export-series.sh reproduces patches/$other/ and $SERIES_NAME"
+    else
+        notok "export-series.sh reproduces patches/$other/ and $SERIES_NAME" \
+            "$(diff -r "$PT/patches/$other" "$work/export/patches/$other" 2>&1 | head -n 10)" \
+            "$(diff "$PT/$SERIES_NAME" "$work/export/$SERIES_NAME" 2>&1 | head -n 5)"
+    fi
+elif [ $amrc = 0 ]; then
+    # patches/<major.minor>/ belong to the series of other bases
     if "$TOP/scripts/export-series.sh" "$work/quilt-git" "$work/export" >/dev/null 2>&1 &&
-       diff -r "$PT/patches" "$work/export/patches" >/dev/null 2>&1 &&
+       diff -r -x '[0-9]*.[0-9]*' "$PT/patches" "$work/export/patches" >/dev/null 2>&1 &&
        diff "$PT/series" "$work/export/series" >/dev/null; then
         ok "export-series.sh reproduces patches/ and series"
     else
         notok "export-series.sh reproduces patches/ and series" \
-            "$(diff -r "$PT/patches" "$work/export/patches" 2>&1 | head -n 10)"
+            "$(diff -r -x '[0-9]*.[0-9]*' "$PT/patches" "$work/export/patches" 2>&1 | head -n 10)"
     fi
 else
     skip "export-series.sh reproduces patches/ and series" "git am failed"
