@@ -42,7 +42,8 @@ done
 for f in "$PT"/patches/${other:+$other/}*.patch; do
     [ -e "$f" ] || continue
     name=${f#"$PT/patches/"}
-    printf '%s\n' "${patches[@]}" | grep -qxF "$name" || problems+=("$name is not in $SERIES_NAME")
+    # not a pipe: with pipefail, grep -q leaving early fails printf (SIGPIPE)
+    grep -qxF "$name" <<< "$(printf '%s\n' "${patches[@]}")" || problems+=("$name is not in $SERIES_NAME")
 done
 if [ ${#problems[@]} -eq 0 ]; then ok "$SERIES_NAME and patches/ agree (${#patches[@]} patches)"
 else notok "$SERIES_NAME and patches/ agree" "${problems[@]}"; fi
