@@ -21,14 +21,7 @@ SERIES_NAME=${SERIES_NAME:-series}
 other=
 [ "$SERIES_NAME" = series ] || other=${SERIES_NAME#series-}
 
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-notok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
-skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+. "$(dirname "$0")/tap-lib.sh"
 
 mapfile -t patches < <(awk '!/^#/ && NF {print $1}' "$PT/$SERIES_NAME")
 
