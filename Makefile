@@ -10,6 +10,8 @@
 #                        part of `make check`: a build of its own)
 #   make bench           benchmarks (a report; nothing is asserted)
 #   make bisect-check    build after each patch, incrementally
+#   make check-bases     after make check: the 10.0.13 build and its
+#                        qtest, functional, system and compat groups
 #   make export          build/qemu's series branch -> patches/ + series
 #   make guest           the offline test guest of tests/system (kernel + initramfs)
 #   make assets          seed QEMU's asset cache with the .debs that the
@@ -67,21 +69,26 @@ check: build unpatched guest assets other-bases
 	@tests/run-checks.py
 
 # The trees of the other bases, for the hygiene checks of their series
-# (quilt, git am, the round trip, Debian's patches underneath).  A base
-# that cannot be fetched is left out: those checks then skip, saying why.
-OTHER_BASES := 10.0.13
+# (quilt, git am, the round trip, Debian's patches underneath), which
+# run whichever base is tested.  A base that cannot be fetched is left
+# out: those checks then skip, saying why.
+BASES := 10.2.2 10.0.13
+OTHER_BASES := $(filter-out $(BASE),$(BASES))
 other-bases:
 	@for b in $(OTHER_BASES); do \
-	    $(MAKE) --no-print-directory BASE=$$b prepare || \
+	    env -u BUILD_ROOT -u SRC -u OBJ $(MAKE) --no-print-directory BASE=$$b prepare || \
 	        echo ">>> BASE=$$b could not be prepared: its checks skip"; \
 	done
 
-# Both bases built and checked: the 10.0 tree in build/base-10.0.13 gets
-# its build, the qtests and the hygiene of its series.
+# The other base after `make check`: the 10.0 tree (build/base-10.0.13)
+# built, with the unpatched 10.0.13 beside it, and every group but the
+# hygiene (make check ran both series' already) against it: qtests,
+# functional, system (with the upgrade test, patched 10.0.13 -> patched
+# 10.2.2) and compat (patched vs unpatched 10.0.13).  The same as
+# `make BASE=10.0.13 check` without its second hygiene run.
 check-bases: build other-bases
-	@$(MAKE) --no-print-directory BASE=10.0.13 build
-	@tests/run-checks.py hygiene
-	@BUILD_ROOT=$(CURDIR)/build/base-10.0.13 tests/run-checks.py qtest
+	@$(MAKE) --no-print-directory BASE=10.0.13 build unpatched guest assets
+	@BUILD_ROOT=$(CURDIR)/build/base-10.0.13 tests/run-checks.py qtest functional system compat
 
 check-functional: build assets
 	@tests/run-checks.py functional

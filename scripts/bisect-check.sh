@@ -28,11 +28,12 @@ total=$(echo "$commits" | grep -c . || true)
 # Patch numbers (1-based, series order) that end a group: `series` heads
 # each group with a comment line (export-series.sh), so a patch ends its
 # group when a heading or the end of the file follows it.
+series_file=$TOP/$(series_name)
 group_ends=" $(awk '/\.patch$/ { n++; last = n; next }
                    /^# / && last { print last; last = 0 }
-                   END { if (last) print last }' "$TOP/series" | tr '\n' ' ')"
-[ "$(grep -c '\.patch$' "$TOP/series")" = "$total" ] ||
-    die "series and the series branch differ in length: run make export"
+                   END { if (last) print last }' "$series_file" | tr '\n' ' ')"
+[ "$(grep -c '\.patch$' "$series_file")" = "$total" ] ||
+    die "$(basename "$series_file") and the series branch differ in length: run make export"
 
 listed=()
 while read -r t _; do

@@ -18,6 +18,24 @@ SYS_PYTHON=${SYS_PYTHON:-/usr/bin/python3}
 # build) turn the developer's settings of configure-options back off.
 REFERENCE_BUILD_SUBST="--enable-docs=--disable-docs --enable-werror=--disable-werror"
 
+# The series file for the base being built: series-<major.minor> when it
+# exists (series-10.0 for a 10.0 base, written by export-series.sh from a
+# 10.0 tree), the main series otherwise.  A base given as QEMU_TARBALL
+# gets the main series.
+series_name() {
+    local mm=
+    if [ -n "${QEMU_SRC:-}" ]; then
+        mm=$(git -C "$QEMU_SRC" show "${QEMU_REF:-HEAD}:VERSION" 2>/dev/null | cut -d. -f1-2) || true
+    elif [ -z "${QEMU_TARBALL:-}" ]; then
+        mm=$(echo "$BASE" | cut -d. -f1-2)
+    fi
+    if [ -n "$mm" ] && [ -f "$TOP/series-$mm" ]; then
+        echo "series-$mm"
+    else
+        echo series
+    fi
+}
+
 # Known Debian orig tarballs: version -> sha256
 declare -A BASE_SHA256=(
     [10.2.2]=be05230fe47a6937cd29f28f562932c8125f9c93c2a82c625198f7a4aa601dfb

@@ -26,16 +26,7 @@ else
 fi
 
 overlay_id=$(cd "$TOP" && cat configure-overlay/fixups/*/*.patch configure-overlay/devices/* | sha256sum | cut -c1-64)
-# The series for the base's major.minor: series-10.0 for a 10.0 base
-# (export-series.sh writes it from a 10.0 tree), the main series otherwise.
-mm=
-if [ -n "${QEMU_SRC:-}" ]; then
-    mm=$(git -C "$QEMU_SRC" show "${QEMU_REF:-HEAD}:VERSION" 2>/dev/null | cut -d. -f1-2) || true
-elif [ -z "${QEMU_TARBALL:-}" ]; then
-    mm=$(echo "$BASE" | cut -d. -f1-2)
-fi
-SERIES_NAME=series
-[ -n "$mm" ] && [ -f "$TOP/series-$mm" ] && SERIES_NAME=series-$mm
+SERIES_NAME=$(series_name)
 series_id=$(cd "$TOP" && { cat "$SERIES_NAME"; awk '!/^#/ && NF {print "patches/" $1}' "$SERIES_NAME" | xargs -r cat; } | sha256sum | cut -c1-64)
 stamp="$BUILD_ROOT/prepared"
 

@@ -93,10 +93,10 @@ def breakdown(report, stop, resume):
 
 
 def migrate_once(ns, src, local: bool, netdev: str, old_tap: str,
-                 new_tap: str, downtime_limit: int):
-    """One migration under traffic; returns (metrics, new guest)."""
-    # pylint: disable=import-outside-toplevel,too-many-arguments
-    from serieslib import start_destination
+                 new_tap: str, downtime_limit: int, binary=None):
+    """One migration under traffic, to a new QEMU of @binary (default:
+    the source's); returns (metrics, new guest)."""
+    # pylint: disable=too-many-arguments
     src.qmp("migrate-set-parameters", local=local,
             downtime_limit=downtime_limit)
     src.vm.get_qmp_events(wait=False)
@@ -107,7 +107,10 @@ def migrate_once(ns, src, local: bool, netdev: str, old_tap: str,
         dst_netdev = netdev if local else \
             netdev.replace(",x-local-migration-supported=on", "") + \
             f",ifname={new_tap}"
-        dst = start_destination(src, netdevs=[dst_netdev])
+        dst = src.clone(netdevs=[dst_netdev])
+        if binary:
+            dst.binary = binary
+        dst.launch()
         # Resume the destination on its MIGRATION event, as management
         # does, rather than after polling query-migrate: the blackout then
         # measures QEMU and the path under test, not the poll interval.

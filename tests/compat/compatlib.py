@@ -3,16 +3,18 @@
 The suite compares two builds of the same base and configure options:
 
   COMPAT_PATCHED_QEMU     the patched build
-                          (default <repo>/build/qemu/build/qemu-system-x86_64)
+                          (default <BUILD_ROOT>/qemu/build/qemu-system-x86_64;
+                          BUILD_ROOT is <repo>/build, or the Makefile's
+                          build/base-<version> for another base)
   COMPAT_UNPATCHED_QEMU   the unpatched base, a worktree at tag "overlay"
                           built by scripts/build-unpatched.sh
-                          (default <repo>/build/unpatched/build/qemu-system-x86_64)
+                          (default <BUILD_ROOT>/unpatched/build/qemu-system-x86_64)
   COMPAT_PATCHED_IVSHMEM_SERVER, COMPAT_UNPATCHED_IVSHMEM_SERVER
                           the ivshmem-server of each build (default
                           <build>/contrib/ivshmem-server/ivshmem-server next
                           to the binary)
   COMPAT_CHECKER          QEMU's scripts/vmstate-static-checker.py
-                          (default <repo>/build/qemu/scripts/...)
+                          (default <BUILD_ROOT>/qemu/scripts/...)
 
 Every test skips, naming the path, when one of the two binaries is
 missing.
@@ -44,9 +46,25 @@ def qemu(build: str) -> str:
     """Path of qemu-system-x86_64 of build PATCHED or UNPATCHED."""
     if build == PATCHED:
         return _env("COMPAT_PATCHED_QEMU",
-                    REPO / "build/qemu/build/qemu-system-x86_64")
+                    paths.build_root() / "qemu/build/qemu-system-x86_64")
     return _env("COMPAT_UNPATCHED_QEMU",
-                REPO / "build/unpatched/build/qemu-system-x86_64")
+                paths.build_root() / "unpatched/build/qemu-system-x86_64")
+
+
+def newest_q35(build: str = UNPATCHED) -> str:
+    """The versioned machine type behind "q35" in that build (pc-q35-10.2
+    on 10.2.2, pc-q35-10.0 on 10.0.13); pc-q35-10.2 when the binary is
+    missing (the tests skip then)."""
+    try:
+        out = subprocess.run([qemu(build), "-machine", "help"],
+                             capture_output=True, text=True, timeout=30,
+                             check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "pc-q35-10.2"
+    for line in out.splitlines():
+        if line.startswith("q35 ") and "(alias of " in line:
+            return line.split("(alias of ", 1)[1].rstrip(")")
+    return "pc-q35-10.2"
 
 
 def ivshmem_server(build: str) -> str:
@@ -57,7 +75,7 @@ def ivshmem_server(build: str) -> str:
 
 def checker() -> str:
     return _env("COMPAT_CHECKER",
-                REPO / "build/qemu/scripts/vmstate-static-checker.py")
+                paths.build_root() / "qemu/scripts/vmstate-static-checker.py")
 
 
 def _executable(path: str) -> bool:

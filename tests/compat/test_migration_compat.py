@@ -18,8 +18,9 @@ virtio-net the guest features (x-query-virtio-status on the host side,
 /sys/bus/virtio/devices/*/features in the guest) must be unchanged.
 
 Configurations (see CONFIGS):
-  a_<machine>    virtio-net-pci on a TAP (pc-q35-10.2, pc-q35-5.2,
-                 pc-i440fx-5.2)
+  a_<machine>    virtio-net-pci on a TAP (the base's newest q35, i.e.
+                 pc-q35-10.2 on 10.2.2 and pc-q35-10.0 on 10.0.13;
+                 pc-q35-5.2, pc-i440fx-5.2)
   b_macvtap      virtio-net-pci on a macvtap passed as fd= (pc-q35-5.2)
   c_e1000e       e1000e on a TAP (q35)
   d_standby      virtio-net-pci,failover=on on a pcie-root-port, no primary
@@ -93,6 +94,8 @@ GROUP_ID = "0x1234"
 PATTERN = [(0x0, 0x600dc0de), (0x800, 0x12345678), (SHM_SIZE - 4, 0xa5a55a5a)]
 GUEST_WORDS = [(0x100, 0xfeedf00d), (0x2000, 0x0badcafe)]
 
+# the base's own newest machine type (the one "q35" stands for)
+NEWEST_Q35 = compatlib.newest_q35()
 ROOT_PORT = "pcie-root-port,id=rp0,bus=pcie.0,addr=0x3,chassis=1"
 ROOT_PORT1 = "pcie-root-port,id=rp1,bus=pcie.0,addr=0x4,chassis=2"
 
@@ -104,7 +107,7 @@ class Config:
     an unpatched destination gets the same command line without them."""
 
     # pylint: disable=too-many-instance-attributes,too-many-arguments
-    def __init__(self, key, machine="pc-q35-10.2", boot=UNPATCHED,
+    def __init__(self, key, machine=NEWEST_Q35, boot=UNPATCHED,
                  nic="virtio", backend="tap", nic_patched="",
                  netdev_patched="", devices=(), ivshmem=None,
                  ivshmem_patched="", return_path=False, local_param=False,
@@ -139,7 +142,8 @@ class Config:
 
 
 CONFIGS = [
-    Config("a_pc_q35_10_2", machine="pc-q35-10.2"),
+    Config("a_" + NEWEST_Q35.replace("-", "_").replace(".", "_"),
+           machine=NEWEST_Q35),
     Config("a_pc_q35_5_2", machine="pc-q35-5.2"),
     Config("a_pc_i440fx_5_2", machine="pc-i440fx-5.2"),
     Config("b_macvtap", machine="pc-q35-5.2", backend="macvtap"),

@@ -342,6 +342,10 @@ class TapLocalMigrationBase(unittest.TestCase):
     PERSISTENT = False
     VHOST = False
     TAP = "lmtap"
+    LOCAL_OPTION = True    # x-local-migration-supported=on on the netdev
+    MACHINE = "q35"
+    BINARY = None          # the guest's first QEMU (None: the build's)
+    DST_BINARY = None      # the destinations' (None: the source's)
 
     ns = None
     guest = None
@@ -350,8 +354,9 @@ class TapLocalMigrationBase(unittest.TestCase):
     @classmethod
     def netdev_opts(cls, queues=None):
         queues = queues or cls.QUEUES
-        opts = ("tap,id=n0,script=no,downscript=no,"
-                "x-local-migration-supported=on")
+        opts = "tap,id=n0,script=no,downscript=no"
+        if cls.LOCAL_OPTION:
+            opts += ",x-local-migration-supported=on"
         if queues > 1:
             opts += f",queues={queues}"
         if cls.VHOST:
@@ -377,7 +382,9 @@ class TapLocalMigrationBase(unittest.TestCase):
             # pylint: disable=import-outside-toplevel
             from serieslib import require_vhost_net
             require_vhost_net()
-        require_binary()
+        require_binary(cls.BINARY)
+        if cls.DST_BINARY:
+            require_binary(cls.DST_BINARY)
         require_qemu_python()
         require_guest()
         cls.ns = Netns(f"lm{cls.QUEUES}")
@@ -394,7 +401,8 @@ class TapLocalMigrationBase(unittest.TestCase):
                               mac=MAC, smp=cls.SMP,
                               netdevs=[cls.netdev_opts() +
                                        f",ifname={cls.tap}"],
-                              devices=[cls.nic()])
+                              devices=[cls.nic()], machine=cls.MACHINE,
+                              binary=cls.BINARY)
             cls.guest.launch()
             if not cls.PERSISTENT:
                 # QEMU created the TAP; plug it like a management would
@@ -438,11 +446,11 @@ class TapLocalMigrationBase(unittest.TestCase):
 
     # -- helpers ---------------------------------------------------------
     def start_dst(self, netdev=None, local=True):
-        # pylint: disable=import-outside-toplevel
-        from serieslib import start_destination
-        dst = start_destination(self.guest, netdevs=[netdev or
-                                                     self.netdev_opts()])
+        dst = self.guest.clone(netdevs=[netdev or self.netdev_opts()])
+        if self.DST_BINARY:
+            dst.binary = self.DST_BINARY
         self.extra.append(dst)
+        dst.launch()
         self.assertEqual(dst.runstate(), "inmigrate")
         if local:
             dst.qmp("migrate-set-parameters", local=True)

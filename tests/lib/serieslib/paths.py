@@ -4,9 +4,12 @@ Everything is found relative to the repository root (this file lives in
 <repo>/tests/lib/serieslib/), and every location can be overridden through
 the environment:
 
-  QEMU_BUILD_DIR   QEMU build directory     (default <repo>/build/qemu/build)
+  BUILD_ROOT       the build tree of a base (default <repo>/build; the
+                   Makefile sets <repo>/build/base-<version> for another
+                   base, e.g. make BASE=10.0.13 check)
+  QEMU_BUILD_DIR   QEMU build directory     (default <BUILD_ROOT>/qemu/build)
   QEMU_BINARY      qemu-system-x86_64 path  (default <QEMU_BUILD_DIR>/qemu-system-x86_64)
-  QEMU_PYTHON_DIR  QEMU's python library    (default <repo>/build/qemu/python)
+  QEMU_PYTHON_DIR  QEMU's python library    (default <BUILD_ROOT>/qemu/python)
   GUEST_DIR        offline guest output     (default <repo>/build/guest)
   GUEST_KERNEL     guest kernel             (default <GUEST_DIR>/vmlinuz)
   GUEST_INITRD     guest initramfs          (default <GUEST_DIR>/initramfs.cpio.gz)
@@ -27,8 +30,12 @@ def _env_path(name: str, default: Path) -> Path:
     return Path(value) if value else default
 
 
+def build_root() -> Path:
+    return _env_path("BUILD_ROOT", REPO_ROOT / "build")
+
+
 def qemu_build_dir() -> Path:
-    return _env_path("QEMU_BUILD_DIR", REPO_ROOT / "build" / "qemu" / "build")
+    return _env_path("QEMU_BUILD_DIR", build_root() / "qemu" / "build")
 
 
 def qemu_binary() -> Path:
@@ -36,7 +43,7 @@ def qemu_binary() -> Path:
 
 
 def qemu_python_dir() -> Path:
-    return _env_path("QEMU_PYTHON_DIR", REPO_ROOT / "build" / "qemu" / "python")
+    return _env_path("QEMU_PYTHON_DIR", build_root() / "qemu" / "python")
 
 
 def guest_dir() -> Path:
