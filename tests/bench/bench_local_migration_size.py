@@ -126,7 +126,7 @@ sys.path.insert(0, HERE)
 
 # pylint: disable=wrong-import-position
 import test_tap_local_migration as tlm  # noqa: E402
-from bench_tap_local_migration import event_times  # noqa: E402
+from bench_tap_local_migration import boot_guest, event_times  # noqa: E402
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -306,21 +306,10 @@ def memory_args(method: str, size: str, shm_path: str) -> list:
 
 
 def boot(ns, method: str, size: str, shm_path: str, tap: str):
-    # pylint: disable=import-outside-toplevel
-    from serieslib import Guest
-    guest = Guest(ns, name=f"sz{size}-{method}", ip=f"{tlm.GUEST_IP}/24",
-                  mac=tlm.MAC, accel="tcg", memory=size, smp=SMP,
-                  netdevs=[f"{NETDEV},ifname={tap}"], devices=[NIC],
-                  extra_args=memory_args(method, size, shm_path))
+    guest = boot_guest(ns, f"sz{size}-{method}", NETDEV, tap, accel="tcg",
+                       memory=size, smp=SMP,
+                       extra_args=memory_args(method, size, shm_path))
     try:
-        guest.launch()
-        ns.set_up(tap, master="br0")
-        guest.wait_ready()
-        ns.ping(tlm.GUEST_IP, timeout=60)
-        # every UDP datagram gets its port unreachable, unthrottled
-        guest.cmd("echo 0 > /proc/sys/net/ipv4/icmp_ratelimit; "
-                  "echo 0 > /proc/sys/net/ipv4/icmp_ratemask; "
-                  "echo 100000 > /proc/sys/net/ipv4/icmp_msgs_per_sec")
         chunks = max(1, DIRTY_MIB // CHUNK_MIB)
         period = max(1, round(CHUNK_MIB * 100 / DIRTY_RATE))
         guest.cmd(WORKLOAD.format(chunk=CHUNK_MIB, chunks=chunks,

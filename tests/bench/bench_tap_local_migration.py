@@ -187,9 +187,32 @@ def summary(values):
             f" {max(values):9.1f}")
 
 
+def boot_guest(ns, name, netdev, tap, **guest_args):
+    """The bench guest in @ns, whose br0 exists: a QEMU created TAP @tap
+    plugged into br0, the guest booted and answering, with the ICMP rate
+    limits off (see Traffic); @guest_args go to Guest."""
+    # pylint: disable=import-outside-toplevel
+    from serieslib import Guest
+    guest = Guest(ns, name=name, ip=f"{tlm.GUEST_IP}/24", mac=tlm.MAC,
+                  netdevs=[f"{netdev},ifname={tap}"], devices=[NIC],
+                  **guest_args)
+    try:
+        guest.launch()
+        ns.set_up(tap, master="br0")
+        guest.wait_ready()
+        ns.ping(tlm.GUEST_IP, timeout=60)
+        guest.cmd("echo 0 > /proc/sys/net/ipv4/icmp_ratelimit; "
+                  "echo 0 > /proc/sys/net/ipv4/icmp_ratemask; "
+                  "echo 100000 > /proc/sys/net/ipv4/icmp_msgs_per_sec")
+    except BaseException:
+        guest.shutdown()
+        raise
+    return guest
+
+
 def bench(vhost: bool, downtime_limit: int):
     # pylint: disable=import-outside-toplevel,too-many-locals
-    from serieslib import Guest, Netns
+    from serieslib import Netns
     netdev = f"{NETDEV},x-local-migration-supported=on"
     if vhost:
         netdev += ",vhost=on"
@@ -199,15 +222,7 @@ def bench(vhost: bool, downtime_limit: int):
     try:
         ns.add_bridge("br0", tlm.HOST_IP)
         ns.ip("link", "set", "br0", "address", tlm.BRIDGE_MAC)
-        guest = Guest(ns, name="bench", ip=f"{tlm.GUEST_IP}/24", mac=tlm.MAC,
-                      netdevs=[netdev + ",ifname=lmb0"], devices=[NIC])
-        guest.launch()
-        ns.set_up("lmb0", master="br0")
-        guest.wait_ready()
-        ns.ping(tlm.GUEST_IP, timeout=60)
-        guest.cmd("echo 0 > /proc/sys/net/ipv4/icmp_ratelimit; "
-                  "echo 0 > /proc/sys/net/ipv4/icmp_ratemask; "
-                  "echo 100000 > /proc/sys/net/ipv4/icmp_msgs_per_sec")
+        guest = boot_guest(ns, "bench", netdev, "lmb0")
         print(f"vhost={'on' if vhost else 'off'} "
               f"downtime-limit={downtime_limit} ms accel={guest.accel} "
               f"runs={RUNS} icmp={ICMP_RATE}/s udp={UDP_RATE}/s, guest "

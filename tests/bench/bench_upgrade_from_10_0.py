@@ -56,7 +56,7 @@ def label(pair):
 
 def run():
     # pylint: disable=import-outside-toplevel,too-many-locals
-    from serieslib import Guest, Netns
+    from serieslib import Netns
     ns = Netns("upbench")
     guest = None
     results = {label(p): [] for p in PATHS}
@@ -65,17 +65,8 @@ def run():
     try:
         ns.add_bridge("br0", tlm.HOST_IP)
         ns.ip("link", "set", "br0", "address", tlm.BRIDGE_MAC)
-        guest = Guest(ns, name="upbench", ip=f"{tlm.GUEST_IP}/24",
-                      mac=tlm.MAC, netdevs=[NETDEV + ",ifname=upb0"],
-                      devices=[blm.NIC], machine=upg.MACHINE,
-                      binary=upg.OLD_QEMU)
-        guest.launch()
-        ns.set_up("upb0", master="br0")
-        guest.wait_ready()
-        ns.ping(tlm.GUEST_IP, timeout=60)
-        guest.cmd("echo 0 > /proc/sys/net/ipv4/icmp_ratelimit; "
-                  "echo 0 > /proc/sys/net/ipv4/icmp_ratemask; "
-                  "echo 100000 > /proc/sys/net/ipv4/icmp_msgs_per_sec")
+        guest = blm.boot_guest(ns, "upbench", NETDEV, "upb0",
+                               machine=upg.MACHINE, binary=upg.OLD_QEMU)
         print(f"machine={upg.MACHINE} accel={guest.accel} runs={RUNS} "
               f"icmp={blm.ICMP_RATE}/s udp={blm.UDP_RATE}/s, queues=1, "
               "TAP in a bridge, downtime-limit 300 ms")

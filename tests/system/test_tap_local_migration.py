@@ -478,6 +478,17 @@ class TapLocalMigrationBase(unittest.TestCase):
                          "guest MAC not learnt on the TAP")
         return state
 
+    def complete_migration(self, src, dst):
+        """migrate-incoming on @dst, migrate on @src over a new UNIX
+        socket; both must complete.  Returns the source's query-migrate."""
+        uri = self.uri()
+        dst.qmp("migrate-incoming", uri=uri)
+        src.qmp("migrate", uri=uri)
+        s, d = wait_migration(src, dst)
+        self.assertEqual(s["status"], "completed", s)
+        self.assertEqual(d["status"], "completed", d)
+        return s
+
     def local_migrate(self, traffic=True, multifd=False):
         """Migrate the guest to a new QEMU with fd passing; cont the
         destination, quit the source.  Returns (traffic report, source
@@ -493,12 +504,7 @@ class TapLocalMigrationBase(unittest.TestCase):
         try:
             dst = self.start_dst()
             dst.qmp("migrate-set-capabilities", capabilities=caps)
-            uri = self.uri()
-            dst.qmp("migrate-incoming", uri=uri)
-            src.qmp("migrate", uri=uri)
-            s, d = wait_migration(src, dst)
-            self.assertEqual(s["status"], "completed", s)
-            self.assertEqual(d["status"], "completed", d)
+            s = self.complete_migration(src, dst)
             self.assertEqual(src.runstate(), "postmigrate")
             self.assertEqual(dst.runstate(), "paused")
             dst.qmp("cont")

@@ -26,12 +26,15 @@ test_tap_local_migration.py, in a private network namespace
                    in the bridge with its kernel state, no fd leaks.  Then
                    the guest goes on migrating on the new package (10.2.2
                    to 10.2.2).
+
+In both, the virtio-net device's features are the same after each hop:
+offered by QEMU, acknowledged by the driver (x-query-virtio-status) and
+as the guest sees them (sysfs).
   UpgradeOrdinary  a TAP without the option and an ordinary migration: the
                    destination opens a TAP of its own in the same bridge,
                    the guest keeps its network (the old TAP goes with the
                    old QEMU; the packets of the switchover may be lost and
-                   are only reported).  The guest's virtio features are
-                   unchanged.  Then back from 10.2.2 to 10.0.13, as a
+                   are only reported).  Then back from 10.2.2 to 10.0.13, as a
                    host that rolls the package back does.
 
 Skips when not root, without /dev/net/tun, or when a binary, QEMU's
@@ -50,8 +53,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 # pylint: disable=wrong-import-position
 from test_tap_local_migration import (TapLocalMigrationBase,  # noqa: E402
-                                      Traffic, fd_count, tap_state,
-                                      wait_migration)
+                                      Traffic, fd_count, tap_state)
 
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 OLD_QEMU = os.environ.get("UPGRADE_OLD_QEMU") or os.path.join(
@@ -91,9 +93,15 @@ def summary(report) -> str:
     return " ".join(f"{k}={report.get(k)}" for k in keys)
 
 
-def virtio_features(guest) -> str:
-    """The features the guest's virtio-net driver negotiated (sysfs)."""
-    return guest.cmd("cat /sys/class/net/eth0/device/features")
+def virtio_features(guest) -> tuple:
+    """The virtio-net device's features as QEMU has them (offered, and
+    acknowledged by the driver; x-query-virtio-status) and as the guest
+    driver has them (sysfs).  The machine type is the same on both
+    sides, so a newer QEMU offers the very same features."""
+    path = guest.qmp("x-query-virtio")[0]["path"]
+    status = guest.qmp("x-query-virtio-status", path=path)
+    return (status["host-features"], status["guest-features"],
+            guest.cmd("cat /sys/class/net/eth0/device/features"))
 
 
 class UpgradeBase(TapLocalMigrationBase):
@@ -122,7 +130,9 @@ class UpgradeLocal(UpgradeBase):
     def check_hop(self, expect_from, expect_to):
         self.assertEqual(self.binary_of(self.guest), expect_from)
         before = tap_state(self.ns, self.tap)
+        features = virtio_features(self.guest)
         report, info = self.local_migrate()
+        self.assertEqual(virtio_features(self.guest), features)
         self.assertEqual(self.binary_of(self.guest), expect_to)
         print(f"# {expect_from} -> {expect_to}: downtime="
               f"{info.get('downtime')}ms total={info.get('total-time')}ms "
@@ -178,12 +188,7 @@ class UpgradeOrdinary(UpgradeBase):
             self.extra.append(dst)
             dst.launch()
             self.ns.set_up(new_tap, master="br0")
-            uri = self.uri()
-            dst.qmp("migrate-incoming", uri=uri)
-            src.qmp("migrate", uri=uri)
-            s, d = wait_migration(src, dst)
-            self.assertEqual(s["status"], "completed", s)
-            self.assertEqual(d["status"], "completed", d)
+            s = self.complete_migration(src, dst)
             dst.qmp("cont")
             self.__class__.guest = self.guest = dst
             src.shutdown()
