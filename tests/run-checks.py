@@ -115,6 +115,7 @@ def collect():
                     timeout=600),
               Check("hygiene", "hygiene self-test",
                     ["bash", str(TOP / "tests/hygiene/selftest.sh")],
+                    {"SERIES_NAME": "series", "SRC": main_src},
                     timeout=900),
               Check("hygiene", "CI job script on a local upstream tree",
                     ["bash", str(TOP / "tests/hygiene/ci-upstream.sh")],
